@@ -1,0 +1,13 @@
+//! Pons core: the rules of the exchange, with no I/O.
+//!
+//! This crate holds the record classes and their validation, the CBOR payload codec,
+//! sealing and opening of COSE_Sign1 envelopes and receipts, node identities and the
+//! subject pseudonym. It reads no file, opens no socket, reads no clock and spawns
+//! nothing: time is always an argument, so every rule can be tested with simulated time
+//! and an exported envelope or journal can be verified with this crate alone.
+
+pub mod identity;
+pub mod key;
+
+pub use identity::{IdentityError, NodeId, SpiffeId};
+pub use key::{KeyError, SigningAlgorithm, SigningKey};
