@@ -1,0 +1,551 @@
+//! The node configuration file (TOML).
+//!
+//! Relative paths are resolved against the directory holding the configuration file, so
+//! a node directory made by `pons init` can be moved as a whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pons_core::NodeId;
+use serde::Deserialize;
+
+/// A node's configuration, as read from its TOML file and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node's id; must equal the node in its certificates' SPIFFE ID.
+    pub node_id: NodeId,
+    /// The federation (SPIFFE trust domain), e.g. `pons.example`.
+    pub federation: String,
+    /// The UDP address the QUIC endpoint listens on.
+    pub listen: SocketAddr,
+    /// The node's data directory: the database and the control socket.
+    pub data_dir: PathBuf,
+    /// TLS certificate chain, key, CA and CRLs.
+    pub tls: TlsFiles,
+    /// The record-signing certificate and key.
+    pub signing: SigningFiles,
+    /// The federation's subject pseudonym key file, if any.
+    pub pseudonym_key: Option<PathBuf>,
+    /// The peers this node exchanges records with, by node id.
+    pub peers: BTreeMap<NodeId, PeerConfig>,
+    /// Who may do what through the control socket.
+    pub roles: Roles,
+    /// Protocol and resource limits.
+    pub limits: Limits,
+    /// Storage settings.
+    pub storage: Storage,
+}
+
+/// TLS files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The federation CA certificate(s), PEM.
+    pub ca: PathBuf,
+    /// Certificate revocation lists, PEM.
+    pub crl: Vec<PathBuf>,
+    /// This node's TLS certificate chain, PEM.
+    pub cert: PathBuf,
+    /// This node's TLS private key, PKCS#8 PEM, mode 0600.
+    pub key: PathBuf,
+}
+
+/// Record-signing files.
+#[derive(Debug, Clone)]
+pub struct SigningFiles {
+    /// The signing certificate (and chain), PEM.
+    pub cert: PathBuf,
+    /// The signing private key, PKCS#8 PEM, mode 0600.
+    pub key: PathBuf,
+}
+
+/// One peer node.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Where the peer's QUIC endpoint listens.
+    pub address: SocketAddr,
+    /// The TLS server name to ask for (a DNS SAN of the peer's certificate).
+    pub server_name: String,
+    /// Classes this node may send to the peer.
+    pub send: BTreeSet<String>,
+    /// Classes the peer may send to this node.
+    pub receive: BTreeSet<String>,
+}
+
+/// What a caller of the control socket may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// Submits, corrects and withdraws records; reads its outbox and the inbox.
+    Caseworker,
+    /// Verifies, searches and exports the journal; reviews, holds.
+    Dpo,
+    /// Runs the node: status, retention, holds.
+    Operator,
+}
+
+impl Role {
+    /// The role's name as written in the configuration and the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Caseworker => "caseworker",
+            Self::Dpo => "dpo",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// OS users and groups per role.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    /// Each role with the user names and group names that hold it.
+    pub members: BTreeMap<Role, RoleMembers>,
+}
+
+/// Who holds a role.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleMembers {
+    /// OS user names.
+    #[serde(default)]
+    pub users: BTreeSet<String>,
+    /// OS group names: any member holds the role.
+    #[serde(default)]
+    pub groups: BTreeSet<String>,
+}
+
+impl Roles {
+    /// The roles a user holds, given the user's name and the names of its groups.
+    pub fn of(&self, user: &str, groups: &[String]) -> BTreeSet<Role> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.users.contains(user) || groups.iter().any(|g| m.groups.contains(g)))
+            .map(|(role, _)| *role)
+            .collect()
+    }
+}
+
+/// Protocol and resource limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest frame accepted or sent, in bytes.
+    pub max_frame: usize,
+    /// Concurrent streams (records in flight) per peer.
+    pub max_streams_per_peer: u32,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Allowed clock difference between nodes when checking dates.
+    pub clock_skew: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: 1024 * 1024,
+            max_streams_per_peer: 64,
+            idle_timeout: Duration::from_secs(30),
+            clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, Default)]
+pub struct Storage {
+    /// Call fdatasync on the database after sled's flush (closes the power-loss window,
+    /// at a cost measured by `pons bench`).
+    pub sync: bool,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or missing keys.
+    #[error("config {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the key.
+        message: String,
+    },
+    /// A value breaks a rule.
+    #[error("config {path}: {field}: {rule}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, e.g. `peer.cuta.address`.
+        field: String,
+        /// The rule it breaks.
+        rule: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node_id: String,
+    federation: String,
+    listen: String,
+    data_dir: PathBuf,
+    tls: RawTls,
+    signing: RawSigning,
+    pseudonym_key: Option<PathBuf>,
+    #[serde(default, rename = "peer")]
+    peers: Vec<RawPeer>,
+    #[serde(default)]
+    roles: BTreeMap<String, RoleMembers>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca: PathBuf,
+    #[serde(default)]
+    crl: Vec<PathBuf>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    node_id: String,
+    address: String,
+    #[serde(default = "default_server_name")]
+    server_name: String,
+    #[serde(default)]
+    send: BTreeSet<String>,
+    #[serde(default)]
+    receive: BTreeSet<String>,
+}
+
+fn default_server_name() -> String {
+    "localhost".to_owned()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_frame: Option<usize>,
+    max_streams_per_peer: Option<u32>,
+    idle_timeout_secs: Option<u64>,
+    clock_skew_secs: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(default)]
+    sync: bool,
+}
+
+/// The largest frame a node may be configured to accept: 16 MiB.
+pub const MAX_FRAME_CEILING: usize = 16 * 1024 * 1024;
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |field: &str, rule: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            rule,
+        };
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        let resolve = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+
+        let node_id = NodeId::new(&raw.node_id).map_err(|e| invalid("node_id", e.to_string()))?;
+        if raw.federation.is_empty()
+            || !raw.federation.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+            })
+        {
+            return Err(invalid(
+                "federation",
+                format!(
+                    "{:?} is not a SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')",
+                    raw.federation
+                ),
+            ));
+        }
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("{:?} is not an address like \"127.0.0.1:7443\"", raw.listen),
+            )
+        })?;
+
+        let mut peers = BTreeMap::new();
+        for (i, p) in raw.peers.into_iter().enumerate() {
+            let field = |k: &str| format!("peer[{i}].{k}");
+            let id =
+                NodeId::new(&p.node_id).map_err(|e| invalid(&field("node_id"), e.to_string()))?;
+            if id == node_id {
+                return Err(invalid(
+                    &field("node_id"),
+                    format!("{id} is this node itself"),
+                ));
+            }
+            let address: SocketAddr = p.address.parse().map_err(|_| {
+                invalid(
+                    &field("address"),
+                    format!("{:?} is not an address like \"127.0.0.1:7444\"", p.address),
+                )
+            })?;
+            let peer = PeerConfig {
+                address,
+                server_name: p.server_name,
+                send: p.send,
+                receive: p.receive,
+            };
+            if peers.insert(id.clone(), peer).is_some() {
+                return Err(invalid(
+                    &field("node_id"),
+                    format!("peer {id} is listed twice"),
+                ));
+            }
+        }
+
+        let mut roles = Roles::default();
+        for (name, members) in raw.roles {
+            let role = match name.as_str() {
+                "caseworker" => Role::Caseworker,
+                "dpo" => Role::Dpo,
+                "operator" => Role::Operator,
+                other => {
+                    return Err(invalid(
+                        &format!("roles.{other}"),
+                        "unknown role: use caseworker, dpo or operator".to_owned(),
+                    ))
+                }
+            };
+            roles.members.insert(role, members);
+        }
+
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_frame: raw.limits.max_frame.unwrap_or(defaults.max_frame),
+            max_streams_per_peer: raw
+                .limits
+                .max_streams_per_peer
+                .unwrap_or(defaults.max_streams_per_peer),
+            idle_timeout: raw
+                .limits
+                .idle_timeout_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.idle_timeout),
+            clock_skew: raw
+                .limits
+                .clock_skew_secs
+                .map(Duration::from_secs)
+                .unwrap_or(defaults.clock_skew),
+        };
+        if limits.max_frame < 4096 || limits.max_frame > MAX_FRAME_CEILING {
+            return Err(invalid(
+                "limits.max_frame",
+                format!(
+                    "{} is outside 4096..={MAX_FRAME_CEILING} bytes",
+                    limits.max_frame
+                ),
+            ));
+        }
+        if limits.max_streams_per_peer == 0 || limits.max_streams_per_peer > 10_000 {
+            return Err(invalid(
+                "limits.max_streams_per_peer",
+                format!("{} is outside 1..=10000", limits.max_streams_per_peer),
+            ));
+        }
+        if limits.idle_timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "limits.idle_timeout_secs",
+                "must be at least 1".to_owned(),
+            ));
+        }
+
+        Ok(Self {
+            node_id,
+            federation: raw.federation,
+            listen,
+            data_dir: resolve(raw.data_dir),
+            tls: TlsFiles {
+                ca: resolve(raw.tls.ca),
+                crl: raw.tls.crl.into_iter().map(resolve).collect(),
+                cert: resolve(raw.tls.cert),
+                key: resolve(raw.tls.key),
+            },
+            signing: SigningFiles {
+                cert: resolve(raw.signing.cert),
+                key: resolve(raw.signing.key),
+            },
+            pseudonym_key: raw.pseudonym_key.map(resolve),
+            peers,
+            roles,
+            limits,
+            storage: Storage {
+                sync: raw.storage.sync,
+            },
+        })
+    }
+
+    /// Whether policy lets this node send `class` to `peer`.
+    pub fn may_send(&self, peer: &NodeId, class: &str) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.send.contains(class))
+    }
+
+    /// Whether policy lets `peer` send `class` to this node.
+    pub fn may_receive(&self, peer: &NodeId, class: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| p.receive.contains(class))
+    }
+
+    /// The control socket's path.
+    pub fn control_socket(&self) -> PathBuf {
+        self.data_dir.join("control.sock")
+    }
+
+    /// The database directory.
+    pub fn db_dir(&self) -> PathBuf {
+        self.data_dir.join("db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = "adolescence"
+federation = "pons.example"
+listen = "127.0.0.1:7443"
+data_dir = "data/adolescence"
+
+[tls]
+ca = "../certs-dev/ca.pem"
+crl = ["../certs-dev/ca.crl.pem"]
+cert = "../certs-dev/adolescence/tls.pem"
+key = "../certs-dev/adolescence/tls.key"
+
+[signing]
+cert = "../certs-dev/adolescence/sign.pem"
+key = "../certs-dev/adolescence/sign.key"
+
+[[peer]]
+node_id = "cuta"
+address = "127.0.0.1:7444"
+send = ["minor-risk-report"]
+receive = ["follow-up-request"]
+
+[roles]
+caseworker = { users = ["alice"], groups = ["pons-caseworkers"] }
+dpo = { users = ["dora"] }
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/pons/adolescence.toml"))
+    }
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.node_id.as_str(), "adolescence");
+        assert_eq!(c.data_dir, Path::new("/etc/pons/data/adolescence"));
+        assert_eq!(c.tls.ca, Path::new("/etc/pons/../certs-dev/ca.pem"));
+        let cuta = NodeId::new("cuta").unwrap();
+        assert!(c.may_send(&cuta, "minor-risk-report"));
+        assert!(!c.may_send(&cuta, "follow-up-request"));
+        assert!(c.may_receive(&cuta, "follow-up-request"));
+        assert!(!c.may_receive(&NodeId::new("nccn").unwrap(), "follow-up-request"));
+        assert_eq!(c.limits.max_frame, 1024 * 1024);
+    }
+
+    #[test]
+    fn roles_by_user_and_group() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.roles.of("alice", &[]), BTreeSet::from([Role::Caseworker]));
+        assert_eq!(
+            c.roles.of("bob", &["pons-caseworkers".into()]),
+            BTreeSet::from([Role::Caseworker])
+        );
+        assert_eq!(c.roles.of("dora", &[]), BTreeSet::from([Role::Dpo]));
+        assert!(c.roles.of("mallory", &["staff".into()]).is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (
+                GOOD.replace("\"127.0.0.1:7443\"", "\"localhost\""),
+                "listen",
+            ),
+            (
+                GOOD.replace("node_id = \"adolescence\"", "node_id = \"Adolescence\""),
+                "node_id",
+            ),
+            (
+                GOOD.replace("\"127.0.0.1:7444\"", "\"nowhere\""),
+                "peer[0].address",
+            ),
+            (
+                GOOD.replace("node_id = \"cuta\"", "node_id = \"adolescence\""),
+                "peer[0].node_id",
+            ),
+            (GOOD.replace("dpo = ", "auditor = "), "roles.auditor"),
+            (
+                format!("{GOOD}\n[limits]\nmax_frame = 10\n"),
+                "limits.max_frame",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = parse(&text).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { field: f, .. } if f == field),
+                "expected an error on {field}, got {err}"
+            );
+        }
+        let err = parse(&format!("{GOOD}\nsurprise = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("surprise"), "{err}");
+        let err = parse(&GOOD.replace("federation = \"pons.example\"\n", "")).unwrap_err();
+        assert!(err.to_string().contains("federation"), "{err}");
+    }
+}

@@ -1,0 +1,9 @@
+//! The Pons node: configuration, runtime wiring, the control socket and feed sinks.
+//!
+//! This crate carries out what `pons-core` and `pons-proto` decide, with `pons-store`
+//! for durability and `pons-transport` for the network. It holds no rules of its own
+//! beyond wiring: validation, sealing and protocol decisions live in the rule crates.
+
+pub mod config;
+
+pub use config::{Config, ConfigError, PeerConfig, Role};
