@@ -7,6 +7,7 @@
 //! and an exported envelope or journal can be verified with this crate alone.
 
 pub mod identity;
+pub mod journal;
 pub mod key;
 
 pub use identity::{IdentityError, NodeId, SpiffeId};

@@ -1,0 +1,777 @@
+//! The audit journal: entries, their canonical encoding and the hash chain.
+//!
+//! Every operation on personal data leaves one [`JournalEntry`]. Entries are chained:
+//!
+//! ```text
+//! hash(n) = SHA-256( prev_hash(n) || canonical(n) )      prev_hash(n) = hash(n - 1)
+//! prev_hash(1) = 32 zero bytes                            (genesis)
+//! ```
+//!
+//! where `canonical(n)` is the deterministic CBOR encoding described on
+//! [`JournalEntry::canonical_bytes`] of every field of the entry except `hash`. Changing,
+//! removing, inserting or reordering any entry breaks the chain at that entry, which
+//! [`verify_chain`] reports by sequence number. An exported journal verifies with this module
+//! alone, or with a short script that rebuilds the CBOR array (see `docs/` and the test
+//! vectors below).
+//!
+//! An entry never holds record content: only who did what to which record, why, on what legal
+//! basis and with what outcome (LED art. 25 / GDPR art. 30 logging; the subject appears only
+//! as the keyed pseudonym `subject_ref`).
+//!
+//! Sequence numbers start at 1. A later issue adds signed checkpoints (sequence + head hash);
+//! [`verify_chain_from`] already verifies a segment that starts after such a checkpoint.
+//!
+//! This module does no I/O and reads no clock: time is a field set by the caller.
+
+use std::fmt;
+
+use ring::digest;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::identity::NodeId;
+
+/// Version of the canonical encoding; the first element of the canonical CBOR array.
+pub const CANONICAL_VERSION: u64 = 1;
+
+/// `prev_hash` of the first entry (sequence 1): 32 zero bytes.
+pub const GENESIS_PREV_HASH: [u8; 32] = [0u8; 32];
+
+/// Sequence number of the first entry of a journal.
+pub const FIRST_SEQ: u64 = 1;
+
+/// Actor recorded for operations the node does on its own (retries, sweeps, receipts).
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// What was done, in the vocabulary of the data-protection logging duty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Operation {
+    /// A record was created on this node (a caseworker submitted it).
+    Collect,
+    /// A record was disclosed to another node (its receipt was accepted).
+    Disclose,
+    /// A record was received from another node and stored.
+    Receive,
+    /// A record was read by a person or a system (shown, exported to a feed).
+    Consult,
+    /// A record was changed (rectification).
+    Alter,
+    /// A record was combined with other data.
+    Combine,
+    /// A record was erased.
+    Erase,
+    /// Processing of a record was restricted.
+    Restrict,
+    /// A record's retention was reviewed.
+    Review,
+    /// A record was refused (by this node or by its intended recipient).
+    Reject,
+    /// A legal hold was placed or lifted.
+    Hold,
+    /// The journal itself was read (search, verify).
+    JournalRead,
+    /// Records or the journal were exported.
+    Export,
+}
+
+impl Operation {
+    /// Every operation, in declaration order.
+    pub const ALL: [Operation; 13] = [
+        Operation::Collect,
+        Operation::Disclose,
+        Operation::Receive,
+        Operation::Consult,
+        Operation::Alter,
+        Operation::Combine,
+        Operation::Erase,
+        Operation::Restrict,
+        Operation::Review,
+        Operation::Reject,
+        Operation::Hold,
+        Operation::JournalRead,
+        Operation::Export,
+    ];
+
+    /// The kebab-case name used in the canonical encoding and in exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Collect => "collect",
+            Operation::Disclose => "disclose",
+            Operation::Receive => "receive",
+            Operation::Consult => "consult",
+            Operation::Alter => "alter",
+            Operation::Combine => "combine",
+            Operation::Erase => "erase",
+            Operation::Restrict => "restrict",
+            Operation::Review => "review",
+            Operation::Reject => "reject",
+            Operation::Hold => "hold",
+            Operation::JournalRead => "journal-read",
+            Operation::Export => "export",
+        }
+    }
+
+    /// Parse a kebab-case name.
+    pub fn parse(s: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.as_str() == s)
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the operation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The operation was carried out.
+    Success,
+    /// The operation was refused by a rule (policy, validation, hold, peer rejection).
+    Refused,
+    /// The operation failed for a technical reason.
+    Failed,
+}
+
+impl Outcome {
+    /// The kebab-case name used in the canonical encoding and in exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Refused => "refused",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An entry before it is placed in the chain: everything but `seq`, `prev_hash` and `hash`.
+///
+/// The store seals a draft with the next sequence number and the current head hash inside
+/// the same transaction as the state change it describes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalDraft {
+    /// When the operation happened (UTC is recommended; the offset is kept as given).
+    pub time: OffsetDateTime,
+    /// The node that keeps this journal.
+    pub node: NodeId,
+    /// The OS user who asked for the operation, or [`SYSTEM_ACTOR`].
+    pub actor: String,
+    /// The actor's role (caseworker, dpo, operator), when known.
+    pub role: Option<String>,
+    /// What was done.
+    pub operation: Operation,
+    /// The record concerned, if any.
+    pub record_id: Option<Uuid>,
+    /// The record's class, if any.
+    pub class: Option<String>,
+    /// Keyed pseudonym of the data subject, if any.
+    pub subject_ref: Option<String>,
+    /// The other node involved (recipient of a disclosure, sender of a receipt), if any.
+    pub counterpart: Option<NodeId>,
+    /// Purpose of the processing.
+    pub purpose: Option<String>,
+    /// Why this processing is necessary (free text from the actor).
+    pub justification: Option<String>,
+    /// Legal basis of the processing.
+    pub legal_basis: Option<String>,
+    /// How the operation ended.
+    pub outcome: Outcome,
+}
+
+impl JournalDraft {
+    /// A draft with only the mandatory fields set; fill the optional ones as needed.
+    pub fn new(
+        time: OffsetDateTime,
+        node: NodeId,
+        actor: impl Into<String>,
+        operation: Operation,
+        outcome: Outcome,
+    ) -> JournalDraft {
+        JournalDraft {
+            time,
+            node,
+            actor: actor.into(),
+            role: None,
+            operation,
+            record_id: None,
+            class: None,
+            subject_ref: None,
+            counterpart: None,
+            purpose: None,
+            justification: None,
+            legal_basis: None,
+            outcome,
+        }
+    }
+}
+
+/// One sealed entry of the audit journal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Position in the journal, starting at [`FIRST_SEQ`], without gaps.
+    pub seq: u64,
+    /// When the operation happened.
+    pub time: OffsetDateTime,
+    /// The node that keeps this journal.
+    pub node: NodeId,
+    /// The OS user who asked for the operation, or [`SYSTEM_ACTOR`].
+    pub actor: String,
+    /// The actor's role, when known.
+    pub role: Option<String>,
+    /// What was done.
+    pub operation: Operation,
+    /// The record concerned, if any.
+    pub record_id: Option<Uuid>,
+    /// The record's class, if any.
+    pub class: Option<String>,
+    /// Keyed pseudonym of the data subject, if any.
+    pub subject_ref: Option<String>,
+    /// The other node involved, if any.
+    pub counterpart: Option<NodeId>,
+    /// Purpose of the processing.
+    pub purpose: Option<String>,
+    /// Why this processing is necessary.
+    pub justification: Option<String>,
+    /// Legal basis of the processing.
+    pub legal_basis: Option<String>,
+    /// How the operation ended.
+    pub outcome: Outcome,
+    /// Hash of the previous entry ([`GENESIS_PREV_HASH`] for the first).
+    pub prev_hash: [u8; 32],
+    /// `SHA-256(prev_hash || canonical_bytes())`.
+    pub hash: [u8; 32],
+}
+
+impl JournalEntry {
+    /// Place a draft in the chain at `seq` after an entry whose hash is `prev_hash`.
+    pub fn seal(draft: JournalDraft, seq: u64, prev_hash: [u8; 32]) -> JournalEntry {
+        let mut entry = JournalEntry {
+            seq,
+            time: draft.time,
+            node: draft.node,
+            actor: draft.actor,
+            role: draft.role,
+            operation: draft.operation,
+            record_id: draft.record_id,
+            class: draft.class,
+            subject_ref: draft.subject_ref,
+            counterpart: draft.counterpart,
+            purpose: draft.purpose,
+            justification: draft.justification,
+            legal_basis: draft.legal_basis,
+            outcome: draft.outcome,
+            prev_hash,
+            hash: [0u8; 32],
+        };
+        entry.hash = entry.compute_hash();
+        entry
+    }
+
+    /// The canonical encoding of every field but `hash`: a definite-length CBOR array, every
+    /// integer and length in its shortest form (RFC 8949 §4.2.1), in this fixed order:
+    ///
+    /// | # | field | CBOR |
+    /// |---|---|---|
+    /// | 0 | version | uint, [`CANONICAL_VERSION`] |
+    /// | 1 | seq | uint |
+    /// | 2 | time, seconds since the Unix epoch | int |
+    /// | 3 | time, nanoseconds within the second | uint |
+    /// | 4 | time, UTC offset in seconds | int |
+    /// | 5 | node | text |
+    /// | 6 | actor | text |
+    /// | 7 | role | text or null |
+    /// | 8 | operation (kebab-case) | text |
+    /// | 9 | record_id (16 bytes, RFC 9562 order) | bytes or null |
+    /// | 10 | class | text or null |
+    /// | 11 | subject_ref | text or null |
+    /// | 12 | counterpart | text or null |
+    /// | 13 | purpose | text or null |
+    /// | 14 | justification | text or null |
+    /// | 15 | legal_basis | text or null |
+    /// | 16 | outcome (kebab-case) | text |
+    /// | 17 | prev_hash | bytes (32) |
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        cbor_head(&mut out, MAJOR_ARRAY, 18);
+        cbor_uint(&mut out, CANONICAL_VERSION);
+        cbor_uint(&mut out, self.seq);
+        cbor_int(&mut out, self.time.unix_timestamp());
+        cbor_uint(&mut out, u64::from(self.time.nanosecond()));
+        cbor_int(&mut out, i64::from(self.time.offset().whole_seconds()));
+        cbor_text(&mut out, self.node.as_str());
+        cbor_text(&mut out, &self.actor);
+        cbor_opt_text(&mut out, self.role.as_deref());
+        cbor_text(&mut out, self.operation.as_str());
+        match &self.record_id {
+            Some(id) => cbor_bytes(&mut out, id.as_bytes()),
+            None => out.push(CBOR_NULL),
+        }
+        cbor_opt_text(&mut out, self.class.as_deref());
+        cbor_opt_text(&mut out, self.subject_ref.as_deref());
+        cbor_opt_text(&mut out, self.counterpart.as_ref().map(NodeId::as_str));
+        cbor_opt_text(&mut out, self.purpose.as_deref());
+        cbor_opt_text(&mut out, self.justification.as_deref());
+        cbor_opt_text(&mut out, self.legal_basis.as_deref());
+        cbor_text(&mut out, self.outcome.as_str());
+        cbor_bytes(&mut out, &self.prev_hash);
+        out
+    }
+
+    /// `SHA-256(prev_hash || canonical_bytes())`, the value `hash` must hold.
+    pub fn compute_hash(&self) -> [u8; 32] {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&self.prev_hash);
+        ctx.update(&self.canonical_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.finish().as_ref());
+        out
+    }
+}
+
+/// Why a chain does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainFault {
+    /// The sequence number is not the one after the previous entry's.
+    #[error("seq is not {expected}")]
+    SeqGap {
+        /// The sequence number the entry should have.
+        expected: u64,
+    },
+    /// `prev_hash` is not the previous entry's hash (or not zero for the first entry).
+    #[error("prev_hash does not equal the previous entry's hash")]
+    BrokenLink,
+    /// `hash` does not equal `SHA-256(prev_hash || canonical)`: the entry was altered.
+    #[error("hash does not match the entry's content")]
+    BadHash,
+}
+
+/// The first entry at which a journal fails to verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("journal entry {seq}: {reason}")]
+pub struct ChainError {
+    /// Sequence number found in the first bad entry.
+    pub seq: u64,
+    /// What is wrong with it.
+    pub reason: ChainFault,
+}
+
+/// Verify a whole journal from its first entry ([`FIRST_SEQ`], [`GENESIS_PREV_HASH`]).
+///
+/// Returns the number of entries verified and the head hash.
+pub fn verify_chain<'a, I>(entries: I) -> Result<ChainHead, ChainError>
+where
+    I: IntoIterator<Item = &'a JournalEntry>,
+{
+    verify_chain_from(entries, ChainHead::genesis())
+}
+
+/// The position of a chain's last entry: its sequence number and hash.
+///
+/// `seq == 0` with a zero hash is the empty journal. A signed checkpoint will carry one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// Sequence number of the last entry (0 for an empty journal).
+    pub seq: u64,
+    /// Hash of the last entry ([`GENESIS_PREV_HASH`] for an empty journal).
+    pub hash: [u8; 32],
+}
+
+impl ChainHead {
+    /// The head of an empty journal.
+    pub const fn genesis() -> ChainHead {
+        ChainHead {
+            seq: FIRST_SEQ - 1,
+            hash: GENESIS_PREV_HASH,
+        }
+    }
+
+    /// The head after `entry`.
+    pub fn of(entry: &JournalEntry) -> ChainHead {
+        ChainHead {
+            seq: entry.seq,
+            hash: entry.hash,
+        }
+    }
+}
+
+/// Verify a segment of a journal whose entries follow `start` (a trusted head, e.g. from a
+/// checkpoint). Returns the head after the last entry (`start` if there is none).
+pub fn verify_chain_from<'a, I>(entries: I, start: ChainHead) -> Result<ChainHead, ChainError>
+where
+    I: IntoIterator<Item = &'a JournalEntry>,
+{
+    let mut head = start;
+    for entry in entries {
+        let expected = head.seq.wrapping_add(1);
+        if entry.seq != expected {
+            return Err(ChainError {
+                seq: entry.seq,
+                reason: ChainFault::SeqGap { expected },
+            });
+        }
+        if entry.prev_hash != head.hash {
+            return Err(ChainError {
+                seq: entry.seq,
+                reason: ChainFault::BrokenLink,
+            });
+        }
+        if entry.compute_hash() != entry.hash {
+            return Err(ChainError {
+                seq: entry.seq,
+                reason: ChainFault::BadHash,
+            });
+        }
+        head = ChainHead::of(entry);
+    }
+    Ok(head)
+}
+
+// Minimal deterministic CBOR writer for the canonical form: writing it by hand keeps the
+// byte layout under this module's control (no serializer may reorder or re-encode fields).
+const MAJOR_UINT: u8 = 0;
+const MAJOR_NINT: u8 = 1;
+const MAJOR_BYTES: u8 = 2;
+const MAJOR_TEXT: u8 = 3;
+const MAJOR_ARRAY: u8 = 4;
+const CBOR_NULL: u8 = 0xf6;
+
+fn cbor_head(out: &mut Vec<u8>, major: u8, value: u64) {
+    let m = major << 5;
+    if value < 24 {
+        // `value < 24` fits in the low five bits.
+        out.push(m | value as u8);
+    } else if let Ok(v) = u8::try_from(value) {
+        out.push(m | 24);
+        out.push(v);
+    } else if let Ok(v) = u16::try_from(value) {
+        out.push(m | 25);
+        out.extend_from_slice(&v.to_be_bytes());
+    } else if let Ok(v) = u32::try_from(value) {
+        out.push(m | 26);
+        out.extend_from_slice(&v.to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+}
+
+fn cbor_uint(out: &mut Vec<u8>, v: u64) {
+    cbor_head(out, MAJOR_UINT, v);
+}
+
+fn cbor_int(out: &mut Vec<u8>, v: i64) {
+    if v >= 0 {
+        cbor_head(out, MAJOR_UINT, v.unsigned_abs());
+    } else {
+        // CBOR negative integers encode -1 - v; for v < 0 that is |v| - 1, never overflowing.
+        cbor_head(out, MAJOR_NINT, v.unsigned_abs() - 1);
+    }
+}
+
+fn cbor_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    cbor_head(out, MAJOR_BYTES, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn cbor_text(out: &mut Vec<u8>, s: &str) {
+    cbor_head(out, MAJOR_TEXT, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn cbor_opt_text(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => cbor_text(out, s),
+        None => out.push(CBOR_NULL),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn node(s: &str) -> NodeId {
+        NodeId::new(s).expect("valid node id")
+    }
+
+    fn full_draft(i: u64) -> JournalDraft {
+        JournalDraft {
+            time: datetime!(2026-11-23 10:00:00.123456789 UTC) + time::Duration::seconds(i as i64),
+            node: node("vaa"),
+            actor: "caseworker1".into(),
+            role: Some("caseworker".into()),
+            operation: Operation::Collect,
+            record_id: Some(Uuid::from_u128(
+                0x0192_0000_0000_7000_8000_0000_0000_0000 + i as u128,
+            )),
+            class: Some("minor-risk-report".into()),
+            subject_ref: Some("subj-abc".into()),
+            counterpart: Some(node("cuta")),
+            purpose: Some("threat assessment".into()),
+            justification: Some("signals at school".into()),
+            legal_basis: Some("cooperation agreement art. 5".into()),
+            outcome: Outcome::Success,
+        }
+    }
+
+    fn chain(n: u64) -> Vec<JournalEntry> {
+        let mut head = ChainHead::genesis();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let e = JournalEntry::seal(full_draft(i), head.seq + 1, head.hash);
+            head = ChainHead::of(&e);
+            out.push(e);
+        }
+        out
+    }
+
+    #[test]
+    fn sealed_chain_verifies_and_reports_head() {
+        let c = chain(5);
+        let head = verify_chain(&c).expect("valid chain");
+        assert_eq!(head.seq, 5);
+        assert_eq!(head.hash, c[4].hash);
+        assert_eq!(c[0].prev_hash, GENESIS_PREV_HASH);
+        assert_eq!(c[0].seq, FIRST_SEQ);
+        assert_eq!(verify_chain(&[]), Ok(ChainHead::genesis()));
+    }
+
+    #[test]
+    fn segment_verifies_from_a_trusted_head() {
+        let c = chain(6);
+        let start = ChainHead::of(&c[2]);
+        assert_eq!(verify_chain_from(&c[3..], start), Ok(ChainHead::of(&c[5])));
+        // The same segment does not verify from genesis.
+        let err = verify_chain(&c[3..]).expect_err("segment is not a whole journal");
+        assert_eq!(err.seq, 4);
+        assert_eq!(err.reason, ChainFault::SeqGap { expected: 1 });
+    }
+
+    #[test]
+    fn canonical_bytes_start_as_documented() {
+        let e = &chain(1)[0];
+        let b = e.canonical_bytes();
+        // array(18), version 1, seq 1
+        assert_eq!(&b[..3], &[0x92, 0x01, 0x01]);
+        // ends with bytes(32) of zeros (genesis prev_hash)
+        assert_eq!(&b[b.len() - 34..b.len() - 32], &[0x58, 0x20]);
+        assert!(b[b.len() - 32..].iter().all(|&x| x == 0));
+        // hash = SHA-256(prev_hash || canonical)
+        let mut input = e.prev_hash.to_vec();
+        input.extend_from_slice(&b);
+        assert_eq!(digest::digest(&digest::SHA256, &input).as_ref(), &e.hash);
+    }
+
+    #[test]
+    fn canonical_bytes_match_ciborium_value_encoding() {
+        // An independent encoder must produce the same bytes, so a third party can rebuild
+        // them with any RFC 8949 deterministic encoder.
+        use ciborium::value::Value;
+        let e = &chain(1)[0];
+        let text = |s: &str| Value::Text(s.to_owned());
+        let v = Value::Array(vec![
+            Value::Integer(1.into()),
+            Value::Integer(e.seq.into()),
+            Value::Integer(e.time.unix_timestamp().into()),
+            Value::Integer(e.time.nanosecond().into()),
+            Value::Integer(0.into()),
+            text("vaa"),
+            text("caseworker1"),
+            text("caseworker"),
+            text("collect"),
+            Value::Bytes(e.record_id.expect("set").as_bytes().to_vec()),
+            text("minor-risk-report"),
+            text("subj-abc"),
+            text("cuta"),
+            text("threat assessment"),
+            text("signals at school"),
+            text("cooperation agreement art. 5"),
+            text("success"),
+            Value::Bytes(vec![0; 32]),
+        ]);
+        let mut expected = Vec::new();
+        ciborium::into_writer(&v, &mut expected).expect("encode");
+        assert_eq!(e.canonical_bytes(), expected);
+
+        let mut none = JournalEntry::seal(
+            JournalDraft::new(
+                datetime!(1960-01-01 00:00:00 +01:00),
+                node("cuta"),
+                SYSTEM_ACTOR,
+                Operation::JournalRead,
+                Outcome::Refused,
+            ),
+            300,
+            [7; 32],
+        );
+        none.seq = 70_000;
+        let v = Value::Array(vec![
+            Value::Integer(1.into()),
+            Value::Integer(70_000.into()),
+            Value::Integer(none.time.unix_timestamp().into()),
+            Value::Integer(0.into()),
+            Value::Integer(3600.into()),
+            text("cuta"),
+            text("system"),
+            Value::Null,
+            text("journal-read"),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            text("refused"),
+            Value::Bytes(vec![7; 32]),
+        ]);
+        let mut expected = Vec::new();
+        ciborium::into_writer(&v, &mut expected).expect("encode");
+        assert_eq!(none.canonical_bytes(), expected);
+    }
+
+    /// Every field, changed after sealing, must make the chain fail at that entry.
+    #[test]
+    fn tampering_any_field_is_detected_at_that_entry() {
+        type Tamper = fn(&mut JournalEntry);
+        let tampers: Vec<(&str, Tamper)> = vec![
+            ("time", |e| e.time += time::Duration::nanoseconds(1)),
+            ("time offset", |e| {
+                e.time = e
+                    .time
+                    .to_offset(time::UtcOffset::from_hms(1, 0, 0).expect("offset"))
+            }),
+            ("node", |e| e.node = NodeId::new("other").expect("id")),
+            ("actor", |e| e.actor.push('x')),
+            ("role", |e| e.role = None),
+            ("operation", |e| e.operation = Operation::Disclose),
+            ("record_id", |e| e.record_id = Some(Uuid::nil())),
+            ("record_id none", |e| e.record_id = None),
+            ("class", |e| e.class = Some("rectification".into())),
+            ("subject_ref", |e| e.subject_ref = Some("subj-abd".into())),
+            ("counterpart", |e| e.counterpart = None),
+            ("purpose", |e| e.purpose = Some(String::new())),
+            ("justification", |e| e.justification = None),
+            ("legal_basis", |e| e.legal_basis = Some("none".into())),
+            ("outcome", |e| e.outcome = Outcome::Failed),
+            ("hash", |e| e.hash[31] ^= 1),
+        ];
+        for (name, tamper) in tampers {
+            let mut c = chain(4);
+            tamper(&mut c[2]);
+            let err = verify_chain(&c).expect_err(name);
+            assert_eq!(err.seq, 3, "{name}");
+            assert_eq!(err.reason, ChainFault::BadHash, "{name}");
+        }
+    }
+
+    #[test]
+    fn tampering_links_and_sequence_is_detected() {
+        // prev_hash changed: the link breaks.
+        let mut c = chain(4);
+        c[2].prev_hash[0] ^= 1;
+        assert_eq!(
+            verify_chain(&c),
+            Err(ChainError {
+                seq: 3,
+                reason: ChainFault::BrokenLink
+            })
+        );
+
+        // prev_hash changed and the hash recomputed: the link still breaks.
+        let mut c = chain(4);
+        c[2].prev_hash[0] ^= 1;
+        c[2].hash = c[2].compute_hash();
+        assert_eq!(
+            verify_chain(&c).map_err(|e| (e.seq, e.reason)),
+            Err((3, ChainFault::BrokenLink))
+        );
+
+        // An entry removed: a gap.
+        let mut c = chain(4);
+        c.remove(1);
+        assert_eq!(
+            verify_chain(&c).map_err(|e| (e.seq, e.reason)),
+            Err((3, ChainFault::SeqGap { expected: 2 }))
+        );
+
+        // Two entries swapped.
+        let mut c = chain(4);
+        c.swap(1, 2);
+        assert_eq!(
+            verify_chain(&c).map_err(|e| (e.seq, e.reason)),
+            Err((3, ChainFault::SeqGap { expected: 2 }))
+        );
+
+        // An entry rewritten and its hash recomputed: the next link breaks.
+        let mut c = chain(4);
+        c[1].hash = {
+            c[1].actor.push('x');
+            c[1].compute_hash()
+        };
+        assert_eq!(
+            verify_chain(&c).map_err(|e| (e.seq, e.reason)),
+            Err((3, ChainFault::BrokenLink))
+        );
+
+        // Genesis must link to zero.
+        let mut c = chain(2);
+        c[0] = JournalEntry::seal(full_draft(0), 1, [1; 32]);
+        assert_eq!(
+            verify_chain(&c).map_err(|e| (e.seq, e.reason)),
+            Err((1, ChainFault::BrokenLink))
+        );
+    }
+
+    #[test]
+    fn operation_names_are_kebab_case_and_round_trip() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::parse(op.as_str()), Some(op));
+            let json = serde_json::to_string(&op).expect("json");
+            assert_eq!(json, format!("\"{}\"", op.as_str()));
+        }
+        assert_eq!(Operation::JournalRead.as_str(), "journal-read");
+        assert_eq!(Operation::parse("read"), None);
+    }
+
+    #[test]
+    fn cbor_serde_round_trip_keeps_the_hash_valid() {
+        let c = chain(3);
+        for e in &c {
+            let mut buf = Vec::new();
+            ciborium::into_writer(e, &mut buf).expect("encode");
+            let back: JournalEntry = ciborium::from_reader(buf.as_slice()).expect("decode");
+            assert_eq!(&back, e);
+            assert_eq!(back.compute_hash(), e.hash);
+        }
+    }
+
+    #[test]
+    fn cbor_int_encodes_extremes() {
+        let mut out = Vec::new();
+        cbor_int(&mut out, i64::MIN);
+        assert_eq!(out, [0x3b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        out.clear();
+        cbor_int(&mut out, -1);
+        assert_eq!(out, [0x20]);
+        out.clear();
+        cbor_uint(&mut out, 24);
+        assert_eq!(out, [0x18, 24]);
+        out.clear();
+        cbor_uint(&mut out, 65_536);
+        assert_eq!(out, [0x1a, 0, 1, 0, 0]);
+    }
+}
