@@ -5,5 +5,6 @@
 //! beyond wiring: validation, sealing and protocol decisions live in the rule crates.
 
 pub mod config;
+pub mod control;
 
 pub use config::{Config, ConfigError, PeerConfig, Role};

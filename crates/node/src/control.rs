@@ -1,0 +1,350 @@
+//! The control socket: how the `pons` CLI talks to a running node.
+//!
+//! A Unix stream socket in the node's data directory, mode 0660. One request per
+//! connection, as one line of JSON; one response, as one line of JSON. The caller's uid
+//! comes from the socket's peer credentials (`SO_PEERCRED`), never from the request: it is
+//! the actor written in the journal and it decides the caller's roles.
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::config::{Role, Roles};
+
+/// The largest request accepted on the control socket: a report plus its envelope fields.
+pub const MAX_REQUEST: usize = 2 * 1024 * 1024;
+
+/// A request from the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Request {
+    /// Validate, seal and store a report for delivery.
+    Submit {
+        /// The recipient node.
+        to: String,
+        /// The record class.
+        class: String,
+        /// The report as the caseworker wrote it (JSON text).
+        report: String,
+        /// Why the record is sent, if not in the report.
+        purpose: Option<String>,
+        /// Why the disclosure is necessary, if not in the report.
+        justification: Option<String>,
+    },
+    /// List the outbox.
+    OutboxList,
+    /// Show one outbox record's delivery state.
+    OutboxShow {
+        /// The record id.
+        id: String,
+    },
+    /// List the inbox (metadata only: no content).
+    InboxList,
+    /// Show a received record: a consultation, journaled with its justification.
+    InboxShow {
+        /// The record id.
+        id: String,
+        /// Why the caller consults the record.
+        justification: String,
+    },
+    /// Export a record as its COSE envelope (base64) or as JSON.
+    RecordExport {
+        /// The record id.
+        id: String,
+        /// `cose` or `json`.
+        format: String,
+        /// Why the caller exports the record.
+        justification: String,
+    },
+    /// Peers, queues and errors.
+    Status,
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum Response {
+    /// Done; the body depends on the request.
+    Ok {
+        /// The result.
+        body: serde_json::Value,
+    },
+    /// Refused or failed.
+    Err {
+        /// The CLI's exit code: 1 runtime failure, 2 usage or validation, 3 integrity.
+        code: u8,
+        /// One line saying what went wrong.
+        message: String,
+        /// Every individual problem, e.g. each validation error.
+        #[serde(default)]
+        details: Vec<String>,
+    },
+}
+
+impl Response {
+    /// A success.
+    pub fn ok(body: impl Serialize) -> Self {
+        match serde_json::to_value(body) {
+            Ok(body) => Self::Ok { body },
+            Err(e) => Self::runtime(format!("cannot encode the response: {e}")),
+        }
+    }
+
+    /// A runtime failure (exit 1).
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Self::Err {
+            code: 1,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+
+    /// Refused input (exit 2).
+    pub fn invalid(message: impl Into<String>, details: Vec<String>) -> Self {
+        Self::Err {
+            code: 2,
+            message: message.into(),
+            details,
+        }
+    }
+
+    /// An integrity failure (exit 3).
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self::Err {
+            code: 3,
+            message: message.into(),
+            details: Vec::new(),
+        }
+    }
+}
+
+/// Who is calling, from the socket's peer credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The OS user id.
+    pub uid: u32,
+    /// The OS user name, or `uid:<n>` when the uid has no name.
+    pub user: String,
+    /// The roles the user holds under the node's configuration.
+    pub roles: BTreeSet<Role>,
+}
+
+impl Caller {
+    /// Resolves a uid and gid to a user, its groups and its roles.
+    pub fn resolve(uid: u32, gid: u32, roles: &Roles) -> Self {
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten();
+        let (name, groups) = match user {
+            Some(u) => {
+                let groups = CString::new(u.name.clone())
+                    .ok()
+                    .and_then(|c| {
+                        nix::unistd::getgrouplist(&c, nix::unistd::Gid::from_raw(gid)).ok()
+                    })
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|g| nix::unistd::Group::from_gid(g).ok().flatten())
+                    .map(|g| g.name)
+                    .collect::<Vec<_>>();
+                (u.name, groups)
+            }
+            None => (format!("uid:{uid}"), Vec::new()),
+        };
+        let roles = roles.of(&name, &groups);
+        Self {
+            uid,
+            user: name,
+            roles,
+        }
+    }
+
+    /// Whether the caller holds any of `roles`.
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.roles.contains(r))
+    }
+}
+
+/// What serves control requests: the node runtime.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request from `caller`.
+    fn handle(
+        &self,
+        caller: Caller,
+        request: Request,
+    ) -> impl std::future::Future<Output = Response> + Send;
+}
+
+/// Binds the control socket at `path` with mode 0660, replacing a stale socket file.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // The data directory is 0750, so no other user can reach the socket in the moment
+    // between bind and chmod.
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+/// Serves requests until the listener fails; each connection runs in its own task.
+pub async fn serve<H: Handler>(listener: UnixListener, roles: Roles, handler: Arc<H>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "control socket accept failed");
+                continue;
+            }
+        };
+        let handler = handler.clone();
+        let roles = roles.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_one(stream, &roles, &*handler).await {
+                tracing::debug!(error = %e, "control connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn serve_one<H: Handler>(
+    stream: UnixStream,
+    roles: &Roles,
+    handler: &H,
+) -> std::io::Result<()> {
+    let cred = stream.peer_cred()?;
+    let caller = Caller::resolve(cred.uid(), cred.gid(), roles);
+    let (read, mut write) = stream.into_split();
+    let mut line = Vec::new();
+    let n = BufReader::new(read)
+        .take(MAX_REQUEST as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await?;
+    let response = if n > MAX_REQUEST {
+        Response::invalid(
+            format!("request is larger than {MAX_REQUEST} bytes"),
+            Vec::new(),
+        )
+    } else {
+        match serde_json::from_slice::<Request>(&line) {
+            Ok(request) => handler.handle(caller, request).await,
+            Err(e) => Response::invalid(format!("malformed control request: {e}"), Vec::new()),
+        }
+    };
+    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Sends one request to the node listening at `path` and reads its response.
+pub async fn call(path: &Path, request: &Request) -> std::io::Result<Response> {
+    let mut stream = UnixStream::connect(path).await?;
+    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line).await?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).await?;
+    serde_json::from_slice(&out).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("malformed response: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RoleMembers;
+
+    struct Echo;
+
+    impl Handler for Echo {
+        async fn handle(&self, caller: Caller, request: Request) -> Response {
+            match request {
+                Request::Status if caller.has_any(&[Role::Operator]) => {
+                    Response::ok(serde_json::json!({ "user": caller.user, "uid": caller.uid }))
+                }
+                Request::Status => Response::invalid("status needs the operator role", vec![]),
+                _ => Response::runtime("not in this test"),
+            }
+        }
+    }
+
+    fn roles_for(user: &str) -> Roles {
+        let mut roles = Roles::default();
+        let members = RoleMembers {
+            users: [user.to_owned()].into(),
+            groups: Default::default(),
+        };
+        roles.members.insert(Role::Operator, members);
+        roles
+    }
+
+    #[tokio::test]
+    async fn caller_comes_from_peer_credentials_and_roles_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name;
+
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        let server = tokio::spawn(serve(listener, roles_for(&me), Arc::new(Echo)));
+        match call(&path, &Request::Status).await.unwrap() {
+            Response::Ok { body } => {
+                assert_eq!(body["user"], me.as_str());
+                assert_eq!(body["uid"], nix::unistd::getuid().as_raw());
+            }
+            other => panic!("expected ok, got {other:?}"),
+        }
+        server.abort();
+
+        // The same user without the role is refused.
+        let listener = bind(&path).unwrap();
+        let server = tokio::spawn(serve(listener, roles_for("somebody-else"), Arc::new(Echo)));
+        let resp = call(&path, &Request::Status).await.unwrap();
+        assert!(matches!(resp, Response::Err { code: 2, .. }), "{resp:?}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn malformed_request_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let server = tokio::spawn(serve(
+            bind(&path).unwrap(),
+            Roles::default(),
+            Arc::new(Echo),
+        ));
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        stream
+            .write_all(b"{\"op\":\"launch-missiles\"}\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await.unwrap();
+        let resp: Response = serde_json::from_str(&out).unwrap();
+        match resp {
+            Response::Err { code, message, .. } => {
+                assert_eq!(code, 2);
+                assert!(message.contains("launch-missiles"), "{message}");
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        server.abort();
+    }
+}
