@@ -1,0 +1,106 @@
+//! Errors of the store.
+
+use pons_core::journal::{ChainError, Operation};
+use uuid::Uuid;
+
+use crate::outbox::StateKind;
+
+/// What can go wrong when reading or writing the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database engine failed (I/O error, corruption detected by sled).
+    #[error("database: {0}")]
+    Database(String),
+    /// A file next to the database could not be opened or synced.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record with this id is already in the outbox.
+    #[error("outbox record {id} already exists")]
+    OutboxDuplicate {
+        /// The record id.
+        id: Uuid,
+    },
+    /// No outbox record has this id.
+    #[error("outbox record {id} not found")]
+    OutboxNotFound {
+        /// The record id.
+        id: Uuid,
+    },
+    /// The outbox record's state does not allow the requested change.
+    #[error("outbox record {id} is {from}: it cannot become {to}")]
+    InvalidTransition {
+        /// The record id.
+        id: Uuid,
+        /// The state the record is in.
+        from: StateKind,
+        /// The state that was requested.
+        to: StateKind,
+    },
+    /// A record with this id is already in the inbox (use `lookup` to compare digests).
+    #[error("inbox record {id} already received")]
+    AlreadyReceived {
+        /// The record id.
+        id: Uuid,
+    },
+    /// The journal draft does not describe the operation being stored.
+    #[error("journal draft operation is {found}, this change requires {expected}")]
+    WrongOperation {
+        /// The operation the change must be journaled as.
+        expected: Operation,
+        /// The operation the draft named.
+        found: Operation,
+    },
+    /// The journal draft names another record than the one being changed.
+    #[error("journal draft record_id {found} is not the record {expected}")]
+    WrongRecord {
+        /// The record being changed.
+        expected: Uuid,
+        /// The record the draft named.
+        found: Uuid,
+    },
+    /// The receipt builder refused to make a receipt; nothing was stored.
+    #[error("receipt for inbox record {id} could not be made: {reason}")]
+    Receipt {
+        /// The record id.
+        id: Uuid,
+        /// Why the builder failed.
+        reason: String,
+    },
+    /// A stored value does not decode: the database was altered or is from another version.
+    #[error("stored {what} at key {key} does not decode: {reason}")]
+    Corrupt {
+        /// Which kind of value.
+        what: &'static str,
+        /// The key, in hex.
+        key: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// The journal's hash chain does not verify.
+    #[error("journal integrity: {0}")]
+    Chain(#[from] ChainError),
+    /// The journal head in the meta tree disagrees with the last journal entry.
+    #[error("journal head says seq {head_seq}, the last entry is seq {last_seq}")]
+    HeadMismatch {
+        /// Sequence number recorded in the head.
+        head_seq: u64,
+        /// Sequence number of the last stored entry (0 if none).
+        last_seq: u64,
+    },
+    /// A background task (fdatasync) did not complete.
+    #[error("background task: {0}")]
+    Task(String),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}

@@ -1,0 +1,427 @@
+//! Pons store: the durable state of one node, in sled.
+//!
+//! One sled database per node holds the outbox (records this node sends), the inbox (records
+//! it received, in arrival order, with the receipt it answered), and the hash-chained audit
+//! journal. The rules — how a journal entry is encoded and chained — live in
+//! [`pons_core::journal`]; this crate carries them out.
+//!
+//! Invariants this crate keeps:
+//! - Every change to a record's state and its journal entry are written in **one** sled
+//!   transaction (over all trees), so neither is ever durable without the other.
+//! - Journal entries are sealed inside that transaction from the head stored in the `meta`
+//!   tree, so sequence numbers have no gaps and the chain has no forks.
+//! - A write method returns only after the write is flushed (and, with
+//!   [`Durability::FlushAndSync`], fdatasync'ed): an id, receipt or sequence number handed to
+//!   anyone is never lost by a process crash.
+//! - Only this crate imports sled.
+//!
+//! Writes are serialised by a mutex held for the (short) transaction only; flushing happens
+//! outside it and is shared: many concurrent writers awaiting durability cost one flush
+//! (sled coalesces flushes of the same log range, and [`Durability::FlushAndSync`] batches
+//! fdatasync calls the same way — group commit).
+
+mod codec;
+mod error;
+mod inbox;
+mod journal;
+mod outbox;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pons_core::journal::{ChainHead, JournalDraft, JournalEntry, Operation};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use inbox::{InboxMeta, InboxRecord, NewInboxRecord, ReceiptContext, Received};
+pub use outbox::{NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, StateKind};
+
+/// Sequence number of a journal entry.
+pub type JournalSeq = u64;
+
+/// How hard a write is pushed to disk before the write method returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// sled's `flush`: the log is written and `sync_file_range`'d. Survives a process crash;
+    /// a power loss or kernel crash can lose the last writes (see the crate README).
+    #[default]
+    Flush,
+    /// `flush`, then `fdatasync` of the database file: also survives a power loss on a disk
+    /// that honours cache flushes.
+    FlushAndSync,
+}
+
+/// Options for [`Store::open`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// How hard writes are pushed to disk before they are acknowledged.
+    pub durability: Durability,
+}
+
+const HEAD_KEY: &[u8] = b"journal_head";
+const ARRIVAL_KEY: &[u8] = b"inbox_arrival";
+
+/// The durable state of one node.
+pub struct Store {
+    db: sled::Db,
+    trees: Trees,
+    dir: PathBuf,
+    durability: Durability,
+    /// The sled data file, kept open for fdatasync (FlushAndSync only).
+    db_file: Option<Arc<File>>,
+    /// Serialises write transactions: they all touch the journal head, so running them one
+    /// at a time avoids conflict retries and keeps tickets in commit order.
+    write_lock: Mutex<()>,
+    /// Number of committed write transactions (the last ticket handed out).
+    committed: AtomicU64,
+    /// Highest ticket known to be fdatasync'ed (FlushAndSync only).
+    synced: tokio::sync::Mutex<u64>,
+}
+
+#[derive(Clone)]
+struct Trees {
+    outbox: sled::Tree,
+    outbox_body: sled::Tree,
+    outbox_pending: sled::Tree,
+    inbox: sled::Tree,
+    inbox_body: sled::Tree,
+    inbox_arrival: sled::Tree,
+    receipts: sled::Tree,
+    journal: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// The trees as seen inside one transaction.
+pub(crate) struct Tx<'a> {
+    pub(crate) outbox: &'a TransactionalTree,
+    pub(crate) outbox_body: &'a TransactionalTree,
+    pub(crate) outbox_pending: &'a TransactionalTree,
+    pub(crate) inbox: &'a TransactionalTree,
+    pub(crate) inbox_body: &'a TransactionalTree,
+    pub(crate) inbox_arrival: &'a TransactionalTree,
+    pub(crate) receipts: &'a TransactionalTree,
+    pub(crate) journal: &'a TransactionalTree,
+    pub(crate) meta: &'a TransactionalTree,
+}
+
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// Abort the running transaction with `e`; nothing it wrote is kept.
+pub(crate) fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+impl Tx<'_> {
+    /// The journal head as of this transaction.
+    pub(crate) fn head(&self) -> TxResult<ChainHead> {
+        match self.meta.get(HEAD_KEY)? {
+            None => Ok(ChainHead::genesis()),
+            Some(v) => decode_head(&v).or_else(abort),
+        }
+    }
+
+    /// Seal `draft` as the next journal entry and move the head; part of the transaction.
+    pub(crate) fn append(&self, draft: &JournalDraft) -> TxResult<JournalEntry> {
+        let head = self.head()?;
+        let entry = JournalEntry::seal(draft.clone(), head.seq + 1, head.hash);
+        let value = codec::encode("journal entry", &entry).or_else(abort)?;
+        self.journal.insert(&entry.seq.to_be_bytes(), value)?;
+        self.meta
+            .insert(HEAD_KEY, &encode_head(ChainHead::of(&entry))[..])?;
+        Ok(entry)
+    }
+
+    /// Take the next inbox arrival sequence number; part of the transaction.
+    pub(crate) fn next_arrival(&self) -> TxResult<u64> {
+        let last = match self.meta.get(ARRIVAL_KEY)? {
+            None => 0,
+            Some(v) => codec::be_u64("inbox arrival counter", &v).or_else(abort)?,
+        };
+        let next = last + 1;
+        self.meta.insert(ARRIVAL_KEY, &next.to_be_bytes())?;
+        Ok(next)
+    }
+}
+
+fn encode_head(head: ChainHead) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..8].copy_from_slice(&head.seq.to_be_bytes());
+    out[8..].copy_from_slice(&head.hash);
+    out
+}
+
+fn decode_head(v: &[u8]) -> Result<ChainHead, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        what: "journal head",
+        key: codec::hex(HEAD_KEY),
+        reason: format!("expected 40 bytes, found {}", v.len()),
+    };
+    if v.len() != 40 {
+        return Err(corrupt());
+    }
+    let seq = codec::be_u64("journal head", &v[..8])?;
+    let hash: [u8; 32] = v[8..].try_into().map_err(|_| corrupt())?;
+    Ok(ChainHead { seq, hash })
+}
+
+impl Store {
+    /// Open (or create) the store in directory `path`.
+    ///
+    /// Logs whether sled had to recover from an unclean shutdown, and checks that the journal
+    /// head agrees with the last journal entry.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store, StoreError> {
+        let dir = path.as_ref().to_path_buf();
+        let db = sled::Config::new().path(&dir).open()?;
+        if db.was_recovered() {
+            tracing::info!(path = %dir.display(), "store opened; recovered existing database");
+        } else {
+            tracing::info!(path = %dir.display(), "store opened; created new database");
+        }
+        let trees = Trees {
+            outbox: db.open_tree("outbox")?,
+            outbox_body: db.open_tree("outbox_body")?,
+            outbox_pending: db.open_tree("outbox_pending")?,
+            inbox: db.open_tree("inbox")?,
+            inbox_body: db.open_tree("inbox_body")?,
+            inbox_arrival: db.open_tree("inbox_arrival")?,
+            receipts: db.open_tree("receipts")?,
+            journal: db.open_tree("journal")?,
+            meta: db.open_tree("meta")?,
+        };
+        let db_file = match options.durability {
+            Durability::Flush => None,
+            Durability::FlushAndSync => {
+                // The new tree names must be on disk before the first acknowledged write.
+                db.flush()?;
+                Some(Arc::new(sync_files(&dir)?))
+            }
+        };
+        let store = Store {
+            db,
+            trees,
+            dir,
+            durability: options.durability,
+            db_file,
+            write_lock: Mutex::new(()),
+            committed: AtomicU64::new(0),
+            synced: tokio::sync::Mutex::new(0),
+        };
+        store.check_head()?;
+        Ok(store)
+    }
+
+    /// Whether sled recovered an existing database when this store was opened.
+    pub fn was_recovered(&self) -> bool {
+        self.db.was_recovered()
+    }
+
+    /// The directory the store lives in.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The durability this store was opened with.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The head must name the last entry: anything else means entries were cut or added
+    /// outside a transaction.
+    fn check_head(&self) -> Result<(), StoreError> {
+        let head = self.journal_head()?;
+        let last_seq = match self.trees.journal.last()? {
+            None => 0,
+            Some((k, _)) => codec::be_u64("journal key", &k)?,
+        };
+        if last_seq != head.seq {
+            return Err(StoreError::HeadMismatch {
+                head_seq: head.seq,
+                last_seq,
+            });
+        }
+        Ok(())
+    }
+
+    /// Run `f` as one transaction over every tree. Returns its value and a durability ticket
+    /// to pass to [`Store::durable`]. `f` may run more than once (sled retries on conflict),
+    /// so it must only read and write through `Tx`.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> TxResult<T>,
+    ) -> Result<(T, u64), StoreError> {
+        let t = &self.trees;
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let result = (
+            &t.outbox,
+            &t.outbox_body,
+            &t.outbox_pending,
+            &t.inbox,
+            &t.inbox_body,
+            &t.inbox_arrival,
+            &t.receipts,
+            &t.journal,
+            &t.meta,
+        )
+            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt)| {
+                f(&Tx {
+                    outbox: ob,
+                    outbox_body: obb,
+                    outbox_pending: obp,
+                    inbox: ib,
+                    inbox_body: ibb,
+                    inbox_arrival: iba,
+                    receipts: rc,
+                    journal: jn,
+                    meta: mt,
+                })
+            });
+        let value = match result {
+            Ok(v) => v,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        // Taken under the lock, so tickets are in commit order.
+        let ticket = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok((value, ticket))
+    }
+
+    /// Wait until the write with `ticket` (and every write before it) is durable.
+    pub(crate) async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
+        let Some(file) = &self.db_file else {
+            // sled's flush makes the whole log up to the last reservation stable; concurrent
+            // callers whose writes are already covered return at once.
+            self.db.flush_async().await?;
+            return Ok(());
+        };
+        let mut synced = self.synced.lock().await;
+        if *synced >= ticket {
+            // Another writer's flush + fdatasync already covered this write (group commit).
+            return Ok(());
+        }
+        // Every ticket <= target has committed, so the flush below writes it to the file and
+        // the fdatasync makes it stable.
+        let target = self.committed.load(Ordering::SeqCst);
+        self.db.flush_async().await?;
+        let file = Arc::clone(file);
+        let path = self.dir.join("db");
+        tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+            .map_err(|source| StoreError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        *synced = target;
+        Ok(())
+    }
+
+    /// Flush everything written so far (and fdatasync with [`Durability::FlushAndSync`]).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let ticket = self.committed.load(Ordering::SeqCst);
+        self.db.flush_async().await?;
+        if self.db_file.is_some() {
+            self.durable(ticket.max(1)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Open the sled data file for fdatasync, and sync the directory and `conf` once so the files'
+/// existence survives a power loss.
+fn sync_files(dir: &Path) -> Result<File, StoreError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| StoreError::Io { path, source }
+    };
+    let db_path = dir.join("db");
+    // Opened for writing only because some systems refuse fsync on read-only descriptors;
+    // this handle never writes.
+    let db_file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&db_path)
+        .map_err(io(&db_path))?;
+    db_file.sync_data().map_err(io(&db_path))?;
+    let conf = dir.join("conf");
+    if let Ok(f) = File::open(&conf) {
+        f.sync_all().map_err(io(&conf))?;
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(db_file)
+}
+
+/// Check and complete a journal draft for a change to record `id`: the operation must be
+/// `expected`; record_id, class, subject_ref and counterpart are filled in when absent.
+pub(crate) fn prepare_draft(
+    mut draft: JournalDraft,
+    expected: Operation,
+    id: Uuid,
+    class: &str,
+    subject_ref: Option<&str>,
+    counterpart: &pons_core::NodeId,
+) -> Result<JournalDraft, StoreError> {
+    if draft.operation != expected {
+        return Err(StoreError::WrongOperation {
+            expected,
+            found: draft.operation,
+        });
+    }
+    match draft.record_id {
+        Some(found) if found != id => {
+            return Err(StoreError::WrongRecord {
+                expected: id,
+                found,
+            });
+        }
+        _ => draft.record_id = Some(id),
+    }
+    if draft.class.is_none() {
+        draft.class = Some(class.to_owned());
+    }
+    if draft.subject_ref.is_none() {
+        draft.subject_ref = subject_ref.map(str::to_owned);
+    }
+    if draft.counterpart.is_none() {
+        draft.counterpart = Some(counterpart.clone());
+    }
+    Ok(draft)
+}
+
+/// Prefix byte of a stored envelope: how the bytes after it are to be read.
+///
+/// `0x00`: the envelope, in clear. A later issue adds `0x01`: AES-256-GCM under a per-record
+/// data key wrapped by the node's master key, so erasing the key erases the record.
+pub(crate) const BODY_PLAIN: u8 = 0x00;
+
+pub(crate) fn encode_body(envelope: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(envelope.len() + 1);
+    out.push(BODY_PLAIN);
+    out.extend_from_slice(envelope);
+    out
+}
+
+pub(crate) fn decode_body(key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+    match stored.split_first() {
+        Some((&BODY_PLAIN, rest)) => Ok(rest.to_vec()),
+        Some((other, _)) => Err(StoreError::Corrupt {
+            what: "envelope",
+            key: codec::hex(key),
+            reason: format!("unknown body format 0x{other:02x}"),
+        }),
+        None => Err(StoreError::Corrupt {
+            what: "envelope",
+            key: codec::hex(key),
+            reason: "empty value".into(),
+        }),
+    }
+}

@@ -1,0 +1,350 @@
+//! The outbox: records this node sends, from submission to receipt or rejection.
+//!
+//! Journal rule: a submission is journaled as `collect` (the record now exists on this node);
+//! `disclose` is journaled only when a valid receipt proves the recipient holds the record
+//! (`mark_delivered`), and a refusal by the recipient as `reject`. A delivery attempt
+//! (`record_attempt`) changes no personal data and discloses nothing provable, so it is not
+//! journaled.
+
+use std::fmt;
+
+use pons_core::journal::{JournalDraft, Operation};
+use pons_core::NodeId;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::codec::{self, bytes};
+use crate::{abort, decode_body, encode_body, prepare_draft, JournalSeq, Store, StoreError};
+
+/// What the caller knows about a record when it submits it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewOutboxRecord {
+    /// The record id (UUIDv7, from the envelope).
+    pub id: Uuid,
+    /// The recipient node.
+    pub to: NodeId,
+    /// The record class.
+    pub class: String,
+    /// When the record was created (from the envelope).
+    pub created: OffsetDateTime,
+    /// Keyed pseudonym of the data subject, if the class has one.
+    pub subject_ref: Option<String>,
+}
+
+/// Where an outbox record is in its delivery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum OutboxState {
+    /// Stored, not yet tried.
+    Pending,
+    /// At least one delivery attempt was started.
+    InFlight,
+    /// The recipient answered with a valid receipt.
+    Delivered {
+        /// The receipt (COSE_Sign1) as received.
+        #[serde(with = "bytes")]
+        receipt: Vec<u8>,
+        /// When the receipt was accepted.
+        at: OffsetDateTime,
+    },
+    /// The recipient refused the record.
+    Rejected {
+        /// The recipient's reject code.
+        code: String,
+        /// The recipient's reason.
+        reason: String,
+        /// When the rejection was received.
+        at: OffsetDateTime,
+    },
+}
+
+impl OutboxState {
+    /// The state without its data.
+    pub fn kind(&self) -> StateKind {
+        match self {
+            OutboxState::Pending => StateKind::Pending,
+            OutboxState::InFlight => StateKind::InFlight,
+            OutboxState::Delivered { .. } => StateKind::Delivered,
+            OutboxState::Rejected { .. } => StateKind::Rejected,
+        }
+    }
+
+    /// Whether the record still waits for delivery.
+    pub fn is_open(&self) -> bool {
+        matches!(self, OutboxState::Pending | OutboxState::InFlight)
+    }
+}
+
+/// The name of an [`OutboxState`], for filters and errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StateKind {
+    /// See [`OutboxState::Pending`].
+    Pending,
+    /// See [`OutboxState::InFlight`].
+    InFlight,
+    /// See [`OutboxState::Delivered`].
+    Delivered,
+    /// See [`OutboxState::Rejected`].
+    Rejected,
+}
+
+impl fmt::Display for StateKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StateKind::Pending => "pending",
+            StateKind::InFlight => "in-flight",
+            StateKind::Delivered => "delivered",
+            StateKind::Rejected => "rejected",
+        })
+    }
+}
+
+/// An outbox record's metadata and state. The envelope is read with [`Store::outbox_envelope`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The record id.
+    pub id: Uuid,
+    /// The recipient node.
+    pub to: NodeId,
+    /// The record class.
+    pub class: String,
+    /// When the record was created.
+    pub created: OffsetDateTime,
+    /// Keyed pseudonym of the data subject, if any.
+    pub subject_ref: Option<String>,
+    /// Delivery state.
+    pub state: OutboxState,
+    /// Number of delivery attempts started.
+    pub attempts: u32,
+    /// Journal sequence number of the `collect` entry.
+    pub journal_seq: JournalSeq,
+}
+
+/// Which outbox records [`Store::outbox_list`] returns. The default returns all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxFilter {
+    /// Only records in this state.
+    pub state: Option<StateKind>,
+    /// Only records for this recipient.
+    pub to: Option<NodeId>,
+    /// At most this many records.
+    pub limit: Option<usize>,
+}
+
+impl OutboxFilter {
+    fn matches(&self, r: &OutboxRecord) -> bool {
+        self.state.is_none_or(|s| r.state.kind() == s)
+            && self.to.as_ref().is_none_or(|t| &r.to == t)
+    }
+}
+
+impl Store {
+    /// Store a new record as [`OutboxState::Pending`] with its `collect` journal entry, in one
+    /// transaction, and return the entry's sequence number once it is durable.
+    ///
+    /// The caller may hand out the record id only after this returns `Ok`.
+    pub async fn submit(
+        &self,
+        record: NewOutboxRecord,
+        envelope: &[u8],
+        draft: JournalDraft,
+    ) -> Result<JournalSeq, StoreError> {
+        let draft = prepare_draft(
+            draft,
+            Operation::Collect,
+            record.id,
+            &record.class,
+            record.subject_ref.as_deref(),
+            &record.to,
+        )?;
+        let id = record.id;
+        let key = id.as_bytes();
+        let body = encode_body(envelope);
+        let to = record.to.as_str().as_bytes().to_vec();
+        let (seq, ticket) = self.write(|tx| {
+            if tx.outbox.get(key)?.is_some() {
+                return abort(StoreError::OutboxDuplicate { id });
+            }
+            let entry = tx.append(&draft)?;
+            let stored = OutboxRecord {
+                id,
+                to: record.to.clone(),
+                class: record.class.clone(),
+                created: record.created,
+                subject_ref: record.subject_ref.clone(),
+                state: OutboxState::Pending,
+                attempts: 0,
+                journal_seq: entry.seq,
+            };
+            let value = codec::encode("outbox record", &stored).or_else(abort)?;
+            tx.outbox.insert(key, value)?;
+            tx.outbox_body.insert(key, body.as_slice())?;
+            tx.outbox_pending.insert(key, to.as_slice())?;
+            Ok(entry.seq)
+        })?;
+        self.durable(ticket).await?;
+        Ok(seq)
+    }
+
+    /// Mark a pending or in-flight record delivered on a valid receipt, with its `disclose`
+    /// journal entry, in one transaction; returns once durable.
+    pub async fn mark_delivered(
+        &self,
+        id: Uuid,
+        receipt: &[u8],
+        at: OffsetDateTime,
+        draft: JournalDraft,
+    ) -> Result<JournalSeq, StoreError> {
+        let state = OutboxState::Delivered {
+            receipt: receipt.to_vec(),
+            at,
+        };
+        self.close(id, state, Operation::Disclose, draft).await
+    }
+
+    /// Mark a pending or in-flight record rejected by its recipient, with its `reject`
+    /// journal entry, in one transaction; returns once durable.
+    pub async fn mark_rejected(
+        &self,
+        id: Uuid,
+        code: &str,
+        reason: &str,
+        at: OffsetDateTime,
+        draft: JournalDraft,
+    ) -> Result<JournalSeq, StoreError> {
+        let state = OutboxState::Rejected {
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            at,
+        };
+        self.close(id, state, Operation::Reject, draft).await
+    }
+
+    async fn close(
+        &self,
+        id: Uuid,
+        state: OutboxState,
+        operation: Operation,
+        draft: JournalDraft,
+    ) -> Result<JournalSeq, StoreError> {
+        if draft.operation != operation {
+            return Err(StoreError::WrongOperation {
+                expected: operation,
+                found: draft.operation,
+            });
+        }
+        let key = id.as_bytes();
+        let (seq, ticket) = self.write(|tx| {
+            let Some(v) = tx.outbox.get(key)? else {
+                return abort(StoreError::OutboxNotFound { id });
+            };
+            let mut rec: OutboxRecord = codec::decode("outbox record", key, &v).or_else(abort)?;
+            if !rec.state.is_open() {
+                return abort(StoreError::InvalidTransition {
+                    id,
+                    from: rec.state.kind(),
+                    to: state.kind(),
+                });
+            }
+            let draft = prepare_draft(
+                draft.clone(),
+                operation,
+                id,
+                &rec.class,
+                rec.subject_ref.as_deref(),
+                &rec.to,
+            )
+            .or_else(abort)?;
+            rec.state = state.clone();
+            let value = codec::encode("outbox record", &rec).or_else(abort)?;
+            tx.outbox.insert(key, value)?;
+            tx.outbox_pending.remove(key)?;
+            Ok(tx.append(&draft)?.seq)
+        })?;
+        self.durable(ticket).await?;
+        Ok(seq)
+    }
+
+    /// Count a delivery attempt and move the record to [`OutboxState::InFlight`]. Returns the
+    /// number of attempts. Not journaled and not flushed: an attempt lost in a crash is
+    /// harmless, the record stays open and is retried.
+    pub fn record_attempt(&self, id: Uuid) -> Result<u32, StoreError> {
+        let key = id.as_bytes();
+        let (attempts, _ticket) = self.write(|tx| {
+            let Some(v) = tx.outbox.get(key)? else {
+                return abort(StoreError::OutboxNotFound { id });
+            };
+            let mut rec: OutboxRecord = codec::decode("outbox record", key, &v).or_else(abort)?;
+            if !rec.state.is_open() {
+                return abort(StoreError::InvalidTransition {
+                    id,
+                    from: rec.state.kind(),
+                    to: StateKind::InFlight,
+                });
+            }
+            rec.state = OutboxState::InFlight;
+            rec.attempts = rec.attempts.saturating_add(1);
+            let value = codec::encode("outbox record", &rec).or_else(abort)?;
+            tx.outbox.insert(key, value)?;
+            Ok(rec.attempts)
+        })?;
+        Ok(attempts)
+    }
+
+    /// Every record not yet delivered or rejected, with its recipient, in id (creation) order:
+    /// what a restarted node must still deliver.
+    pub fn pending(&self) -> Result<Vec<(Uuid, NodeId)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.trees.outbox_pending.iter() {
+            let (k, v) = item?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                what: "outbox pending index",
+                key: codec::hex(&k),
+                reason,
+            };
+            let id = Uuid::from_slice(&k).map_err(|e| corrupt(e.to_string()))?;
+            let to = std::str::from_utf8(&v)
+                .map_err(|e| corrupt(e.to_string()))
+                .and_then(|s| NodeId::new(s).map_err(|e| corrupt(e.to_string())))?;
+            out.push((id, to));
+        }
+        Ok(out)
+    }
+
+    /// One outbox record's metadata and state.
+    pub fn outbox_get(&self, id: Uuid) -> Result<Option<OutboxRecord>, StoreError> {
+        let key = id.as_bytes();
+        match self.trees.outbox.get(key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode("outbox record", key, &v)?)),
+        }
+    }
+
+    /// One outbox record's envelope bytes, as submitted.
+    pub fn outbox_envelope(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
+        let key = id.as_bytes();
+        match self.trees.outbox_body.get(key)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode_body(key, &v)?)),
+        }
+    }
+
+    /// Outbox records matching `filter`, in id (creation) order.
+    pub fn outbox_list(&self, filter: &OutboxFilter) -> Result<Vec<OutboxRecord>, StoreError> {
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        let mut out = Vec::new();
+        for item in self.trees.outbox.iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let rec: OutboxRecord = codec::decode("outbox record", &k, &v)?;
+            if filter.matches(&rec) {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of pons-store: one test binary, one module per area.
+
+mod store {
+    pub mod crash;
+    pub mod inbox;
+    pub mod journal;
+    pub mod outbox;
+    pub mod util;
+}

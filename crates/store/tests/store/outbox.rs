@@ -1,0 +1,339 @@
+//! Outbox: submit, state machine, restart.
+
+use pons_core::journal::{verify_chain, Operation};
+use pons_store::{OutboxFilter, OutboxState, StateKind, StoreError};
+
+use super::util::*;
+
+#[tokio::test]
+async fn submit_then_reopen_keeps_records_and_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        assert!(!store.was_recovered());
+        for n in 1..=3 {
+            let seq = store
+                .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
+                .await
+                .expect("submit");
+            assert_eq!(seq, n);
+        }
+    }
+    let store = open(dir.path());
+    assert!(store.was_recovered());
+    for n in 1..=3 {
+        let rec = store.outbox_get(id(n)).expect("get").expect("present");
+        assert_eq!(rec.to, node("cuta"));
+        assert_eq!(rec.state, OutboxState::Pending);
+        assert_eq!(rec.journal_seq, n);
+        assert_eq!(
+            store.outbox_envelope(id(n)).expect("env"),
+            Some(envelope(n))
+        );
+    }
+    let entries = journal(&store);
+    assert_eq!(entries.len(), 3);
+    let head = verify_chain(&entries).expect("chain verifies");
+    assert_eq!(store.journal_head().expect("head"), head);
+    assert_eq!(store.verify_journal().expect("verify"), head);
+    // The store completed the draft from the record.
+    let e = &entries[1];
+    assert_eq!(e.operation, Operation::Collect);
+    assert_eq!(e.record_id, Some(id(2)));
+    assert_eq!(e.counterpart, Some(node("cuta")));
+    assert_eq!(e.subject_ref.as_deref(), Some("subj-2"));
+    assert_eq!(e.class.as_deref(), Some("minor-risk-report"));
+    assert_eq!(
+        store.pending().expect("pending"),
+        vec![
+            (id(1), node("cuta")),
+            (id(2), node("cuta")),
+            (id(3), node("cuta"))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn state_machine_and_one_journal_entry_per_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store
+        .submit(outgoing(1, "cuta"), &envelope(1), draft(Operation::Collect))
+        .await
+        .expect("submit 1");
+    store
+        .submit(outgoing(2, "nccn"), &envelope(2), draft(Operation::Collect))
+        .await
+        .expect("submit 2");
+    assert_eq!(store.journal_head().expect("head").seq, 2);
+
+    // Attempts are counted, not journaled.
+    assert_eq!(store.record_attempt(id(1)).expect("attempt"), 1);
+    assert_eq!(store.record_attempt(id(1)).expect("attempt"), 2);
+    assert_eq!(store.journal_head().expect("head").seq, 2);
+    let rec = store.outbox_get(id(1)).expect("get").expect("present");
+    assert_eq!((rec.state.kind(), rec.attempts), (StateKind::InFlight, 2));
+
+    let seq = store
+        .mark_delivered(id(1), b"receipt-1", now(), draft(Operation::Disclose))
+        .await
+        .expect("delivered");
+    assert_eq!(seq, 3);
+    let seq = store
+        .mark_rejected(
+            id(2),
+            "policy",
+            "class not allowed",
+            now(),
+            draft(Operation::Reject),
+        )
+        .await
+        .expect("rejected");
+    assert_eq!(seq, 4);
+
+    let entries = journal(&store);
+    let ops: Vec<_> = entries.iter().map(|e| (e.operation, e.record_id)).collect();
+    assert_eq!(
+        ops,
+        vec![
+            (Operation::Collect, Some(id(1))),
+            (Operation::Collect, Some(id(2))),
+            (Operation::Disclose, Some(id(1))),
+            (Operation::Reject, Some(id(2))),
+        ]
+    );
+    assert_eq!(entries[3].counterpart, Some(node("nccn")));
+    assert_eq!(
+        store
+            .outbox_get(id(1))
+            .expect("get")
+            .expect("present")
+            .state,
+        OutboxState::Delivered {
+            receipt: b"receipt-1".to_vec(),
+            at: now()
+        }
+    );
+    assert!(store.pending().expect("pending").is_empty());
+
+    // Terminal states refuse every change, and a refused change writes no journal entry.
+    let err = store
+        .mark_delivered(id(1), b"receipt-again", now(), draft(Operation::Disclose))
+        .await
+        .expect_err("delivered twice");
+    assert!(matches!(
+        err,
+        StoreError::InvalidTransition {
+            from: StateKind::Delivered,
+            to: StateKind::Delivered,
+            ..
+        }
+    ));
+    let err = store
+        .mark_rejected(id(1), "late", "late", now(), draft(Operation::Reject))
+        .await
+        .expect_err("reject after delivery");
+    assert!(matches!(
+        err,
+        StoreError::InvalidTransition {
+            from: StateKind::Delivered,
+            to: StateKind::Rejected,
+            ..
+        }
+    ));
+    let err = store
+        .mark_delivered(id(2), b"r", now(), draft(Operation::Disclose))
+        .await
+        .expect_err("deliver after rejection");
+    assert!(matches!(
+        err,
+        StoreError::InvalidTransition {
+            from: StateKind::Rejected,
+            to: StateKind::Delivered,
+            ..
+        }
+    ));
+    let err = store
+        .record_attempt(id(2))
+        .expect_err("attempt after rejection");
+    assert!(matches!(
+        err,
+        StoreError::InvalidTransition {
+            to: StateKind::InFlight,
+            ..
+        }
+    ));
+    let err = store
+        .mark_delivered(id(9), b"r", now(), draft(Operation::Disclose))
+        .await
+        .expect_err("unknown id");
+    assert!(matches!(err, StoreError::OutboxNotFound { id: i } if i == id(9)));
+    assert_eq!(store.journal_head().expect("head").seq, 4);
+    store.verify_journal().expect("chain verifies");
+}
+
+#[tokio::test]
+async fn bad_drafts_and_duplicates_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let err = store
+        .submit(
+            outgoing(1, "cuta"),
+            &envelope(1),
+            draft(Operation::Disclose),
+        )
+        .await
+        .expect_err("wrong operation");
+    assert!(matches!(
+        err,
+        StoreError::WrongOperation {
+            expected: Operation::Collect,
+            found: Operation::Disclose
+        }
+    ));
+    let mut d = draft(Operation::Collect);
+    d.record_id = Some(id(7));
+    let err = store
+        .submit(outgoing(1, "cuta"), &envelope(1), d)
+        .await
+        .expect_err("wrong record");
+    assert!(matches!(err, StoreError::WrongRecord { found, .. } if found == id(7)));
+    assert_eq!(store.outbox_get(id(1)).expect("get"), None);
+    assert_eq!(store.journal_head().expect("head").seq, 0);
+
+    store
+        .submit(outgoing(1, "cuta"), &envelope(1), draft(Operation::Collect))
+        .await
+        .expect("submit");
+    let err = store
+        .submit(
+            outgoing(1, "cuta"),
+            b"other bytes",
+            draft(Operation::Collect),
+        )
+        .await
+        .expect_err("duplicate id");
+    assert!(matches!(err, StoreError::OutboxDuplicate { id: i } if i == id(1)));
+    assert_eq!(
+        store.outbox_envelope(id(1)).expect("env"),
+        Some(envelope(1))
+    );
+    assert_eq!(store.journal_head().expect("head").seq, 1);
+
+    let err = store
+        .mark_delivered(id(1), b"r", now(), draft(Operation::Collect))
+        .await
+        .expect_err("wrong operation");
+    assert!(matches!(
+        err,
+        StoreError::WrongOperation {
+            expected: Operation::Disclose,
+            ..
+        }
+    ));
+    assert_eq!(store.journal_head().expect("head").seq, 1);
+}
+
+#[tokio::test]
+async fn list_filters_by_state_and_peer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    for n in 1..=6 {
+        let to = if n % 2 == 0 { "cuta" } else { "nccn" };
+        store
+            .submit(outgoing(n, to), &envelope(n), draft(Operation::Collect))
+            .await
+            .expect("submit");
+    }
+    store
+        .mark_delivered(id(2), b"r", now(), draft(Operation::Disclose))
+        .await
+        .expect("delivered");
+    let ids = |f: OutboxFilter| -> Vec<_> {
+        store
+            .outbox_list(&f)
+            .expect("list")
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(OutboxFilter::default()),
+        (1..=6).map(id).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ids(OutboxFilter {
+            to: Some(node("cuta")),
+            ..Default::default()
+        }),
+        vec![id(2), id(4), id(6)]
+    );
+    assert_eq!(
+        ids(OutboxFilter {
+            to: Some(node("cuta")),
+            state: Some(StateKind::Pending),
+            ..Default::default()
+        }),
+        vec![id(4), id(6)]
+    );
+    assert_eq!(
+        ids(OutboxFilter {
+            state: Some(StateKind::Delivered),
+            ..Default::default()
+        }),
+        vec![id(2)]
+    );
+    assert_eq!(
+        ids(OutboxFilter {
+            limit: Some(2),
+            ..Default::default()
+        }),
+        vec![id(1), id(2)]
+    );
+    assert_eq!(store.pending().expect("pending").len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submitters_get_distinct_gapless_sequence_numbers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(
+        pons_store::Store::open(
+            dir.path(),
+            pons_store::Options {
+                durability: pons_store::Durability::FlushAndSync,
+            },
+        )
+        .expect("open"),
+    );
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..25u64 {
+                let n = t * 100 + i + 1;
+                seqs.push(
+                    store
+                        .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
+                        .await
+                        .expect("submit"),
+                );
+            }
+            seqs
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all.sort_unstable();
+    assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+    assert_eq!(store.verify_journal().expect("verify").seq, 200);
+    assert_eq!(
+        store
+            .outbox_list(&OutboxFilter::default())
+            .expect("list")
+            .len(),
+        200
+    );
+}

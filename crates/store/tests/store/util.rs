@@ -1,0 +1,74 @@
+//! Shared helpers.
+
+use pons_core::journal::{JournalDraft, Operation, Outcome};
+use pons_core::NodeId;
+use pons_store::{NewInboxRecord, NewOutboxRecord, Options, Store};
+use time::macros::datetime;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub fn node(s: &str) -> NodeId {
+    NodeId::new(s).expect("valid node id")
+}
+
+pub fn now() -> OffsetDateTime {
+    datetime!(2026-11-23 10:00:00 UTC)
+}
+
+pub fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, Options::default()).expect("open store")
+}
+
+pub fn draft(op: Operation) -> JournalDraft {
+    let mut d = JournalDraft::new(now(), node("vaa"), "caseworker1", op, Outcome::Success);
+    d.purpose = Some("threat assessment".into());
+    d.legal_basis = Some("cooperation agreement".into());
+    d
+}
+
+/// A v7-looking id that sorts by `n`.
+pub fn id(n: u64) -> Uuid {
+    Uuid::from_u128((0x0192_0000_0000_7000_8000_0000_0000_0000u128) + u128::from(n))
+}
+
+pub fn outgoing(n: u64, to: &str) -> NewOutboxRecord {
+    NewOutboxRecord {
+        id: id(n),
+        to: node(to),
+        class: "minor-risk-report".into(),
+        created: now(),
+        subject_ref: Some(format!("subj-{n}")),
+    }
+}
+
+pub fn envelope(n: u64) -> Vec<u8> {
+    format!("envelope-{n}").into_bytes()
+}
+
+pub fn incoming(n: u64, from: &str) -> NewInboxRecord {
+    NewInboxRecord {
+        id: id(n),
+        from: node(from),
+        class: "minor-risk-report".into(),
+        subject_ref: Some(format!("subj-{n}")),
+        received_at: now(),
+        envelope_sha256: [n as u8; 32],
+    }
+}
+
+/// A stand-in receipt that embeds the numbers the store assigned.
+pub fn receipt_for(ctx: &pons_store::ReceiptContext) -> Result<Vec<u8>, String> {
+    Ok(format!(
+        "receipt {} j{} a{}",
+        ctx.id, ctx.journal_seq, ctx.arrival_seq
+    )
+    .into_bytes())
+}
+
+/// All journal entries.
+pub fn journal(store: &Store) -> Vec<pons_core::journal::JournalEntry> {
+    store
+        .journal_iter(0)
+        .collect::<Result<Vec<_>, _>>()
+        .expect("journal reads")
+}
