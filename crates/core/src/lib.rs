@@ -6,9 +6,15 @@
 //! nothing: time is always an argument, so every rule can be tested with simulated time
 //! and an exported envelope or journal can be verified with this crate alone.
 
+pub mod cose;
 pub mod identity;
 pub mod journal;
 pub mod key;
+pub mod receipt;
+pub mod trust;
 
+pub use cose::{OpenError, Opened, SealError, Signer, SignerError};
 pub use identity::{IdentityError, NodeId, SpiffeId};
 pub use key::{KeyError, SigningAlgorithm, SigningKey};
+pub use receipt::{Receipt, ReceiptError, ReceiptItem};
+pub use trust::{CertUsage, Trust, TrustError};

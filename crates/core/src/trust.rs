@@ -1,0 +1,375 @@
+//! The federation's trust: its name, its CA certificates and its revocation lists.
+//!
+//! [`Trust::verify_chain`] is the one place where a certificate chain is judged for
+//! signatures (records, receipts): path to a federation CA, validity at a given time,
+//! revocation, key usage, and a SPIFFE ID in this federation. It reads no file and no
+//! clock: `pons-pki` reads the PEM files, the caller passes `now`.
+
+use std::fmt;
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use webpki::{
+    CertRevocationList, EndEntityCert, ExpirationPolicy, KeyUsage, OwnedCertRevocationList,
+    RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
+};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::identity::{IdentityError, SpiffeId};
+
+/// id-kp-documentSigning, 1.3.6.1.5.5.7.3.36 (RFC 9336), as DER OID contents.
+const EKU_DOCUMENT_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
+/// id-kp-serverAuth, 1.3.6.1.5.5.7.3.1.
+const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// id-kp-clientAuth, 1.3.6.1.5.5.7.3.2.
+const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+
+/// Signature algorithms accepted on certificates and CRLs (ring only).
+///
+/// Agency PKIs often sign with RSA, so RSA is accepted for CA signatures; the key that
+/// signs envelopes is restricted separately (Ed25519 or P-256, see `cose`).
+static CERT_SIGNATURE_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
+    webpki::ring::ED25519,
+    webpki::ring::ECDSA_P256_SHA256,
+    webpki::ring::ECDSA_P256_SHA384,
+    webpki::ring::ECDSA_P384_SHA256,
+    webpki::ring::ECDSA_P384_SHA384,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA384,
+    webpki::ring::RSA_PKCS1_2048_8192_SHA512,
+    webpki::ring::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+    webpki::ring::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+    webpki::ring::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+];
+
+/// What a certificate is being checked for.
+///
+/// Each usage requires its extended key usage only if the certificate has an EKU
+/// extension at all (RFC 5280 §4.2.1.12), so certificates made by a plain `openssl req`
+/// without EKU also work; a certificate whose EKU lists other purposes only is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CertUsage {
+    /// Signing records and receipts: id-kp-documentSigning (RFC 9336).
+    DocumentSigning,
+    /// A TLS client: id-kp-clientAuth.
+    TlsClient,
+    /// A TLS server: id-kp-serverAuth.
+    TlsServer,
+}
+
+impl CertUsage {
+    fn key_usage(self) -> KeyUsage {
+        match self {
+            Self::DocumentSigning => KeyUsage::required_if_present(EKU_DOCUMENT_SIGNING),
+            Self::TlsClient => KeyUsage::required_if_present(EKU_CLIENT_AUTH),
+            Self::TlsServer => KeyUsage::required_if_present(EKU_SERVER_AUTH),
+        }
+    }
+}
+
+impl fmt::Display for CertUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::DocumentSigning => "document signing (id-kp-documentSigning)",
+            Self::TlsClient => "TLS client (id-kp-clientAuth)",
+            Self::TlsServer => "TLS server (id-kp-serverAuth)",
+        })
+    }
+}
+
+/// A federation's trust anchors and revocation lists.
+pub struct Trust {
+    federation: String,
+    anchors: Vec<TrustAnchor<'static>>,
+    crls: Vec<CertRevocationList<'static>>,
+}
+
+impl Trust {
+    /// Builds the trust of federation `federation` (e.g. `pons.example`) from its CA
+    /// certificates and CRLs, all DER.
+    ///
+    /// At least one CA is required. CRLs are checked against the CAs when a chain is
+    /// verified (a CRL is used only if a CA or intermediate in the path signed it).
+    pub fn new<C, R>(federation: &str, ca_ders: &[C], crl_ders: &[R]) -> Result<Self, TrustError>
+    where
+        C: AsRef<[u8]>,
+        R: AsRef<[u8]>,
+    {
+        // Same rule as the trust domain of a SPIFFE ID: reuse the one parser.
+        if SpiffeId::parse(&format!("spiffe://{federation}/node/n")).is_err() {
+            return Err(TrustError::BadFederation(
+                federation.chars().take(80).collect(),
+            ));
+        }
+        if ca_ders.is_empty() {
+            return Err(TrustError::NoTrustAnchor);
+        }
+        let mut anchors = Vec::with_capacity(ca_ders.len());
+        for (index, der) in ca_ders.iter().enumerate() {
+            let der = CertificateDer::from(der.as_ref());
+            let anchor = webpki::anchor_from_trusted_cert(&der).map_err(|e| {
+                TrustError::BadCaCertificate {
+                    index,
+                    reason: format!("{e:?}"),
+                }
+            })?;
+            anchors.push(anchor.to_owned());
+        }
+        let mut crls = Vec::with_capacity(crl_ders.len());
+        for (index, der) in crl_ders.iter().enumerate() {
+            let crl = OwnedCertRevocationList::from_der(der.as_ref()).map_err(|e| {
+                TrustError::BadCrl {
+                    index,
+                    reason: format!("{e:?}"),
+                }
+            })?;
+            crls.push(CertRevocationList::from(crl));
+        }
+        Ok(Self {
+            federation: federation.to_owned(),
+            anchors,
+            crls,
+        })
+    }
+
+    /// The federation's name, e.g. `pons.example`.
+    pub fn federation(&self) -> &str {
+        &self.federation
+    }
+
+    /// Number of trust anchors.
+    pub fn anchor_count(&self) -> usize {
+        self.anchors.len()
+    }
+
+    /// Number of CRLs.
+    pub fn crl_count(&self) -> usize {
+        self.crls.len()
+    }
+
+    /// Verifies `leaf_der` for `usage` at time `now`, building a path through
+    /// `intermediates` to one of the federation CAs, and returns the leaf's SPIFFE ID.
+    ///
+    /// Rules, in the order a failure is most useful to report:
+    /// - the path's signatures verify up to a federation CA (ring algorithms only);
+    /// - every certificate on it is valid at `now`;
+    /// - no certificate on it (leaf and intermediates) is revoked by a CRL of this trust.
+    ///   A certificate whose issuer has no CRL here counts as not revoked: a federation
+    ///   may run without CRLs, and an agency's sub-CA may publish none. Once a CRL from
+    ///   an issuer is loaded, that issuer's certificates are checked against it. The
+    ///   CRL's `nextUpdate` is not enforced, so an envelope can still be verified years
+    ///   later against the last CRL; keeping CRLs fresh is `pons-pki`'s job;
+    /// - the leaf's extended key usage allows `usage`, if it has an EKU extension;
+    /// - the leaf carries one SPIFFE ID, in this federation.
+    pub fn verify_chain<I: AsRef<[u8]>>(
+        &self,
+        leaf_der: &[u8],
+        intermediates: &[I],
+        now: OffsetDateTime,
+        usage: CertUsage,
+    ) -> Result<SpiffeId, TrustError> {
+        let secs = u64::try_from(now.unix_timestamp()).map_err(|_| TrustError::BadTime(now))?;
+        let time = UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let leaf = CertificateDer::from(leaf_der);
+        let ee =
+            EndEntityCert::try_from(&leaf).map_err(|e| TrustError::BadLeaf(format!("{e:?}")))?;
+        let intermediates: Vec<CertificateDer<'_>> = intermediates
+            .iter()
+            .map(|der| CertificateDer::from(der.as_ref()))
+            .collect();
+        let crl_refs: Vec<&CertRevocationList<'static>> = self.crls.iter().collect();
+        let revocation = RevocationOptionsBuilder::new(&crl_refs).ok().map(|b| {
+            b.with_depth(RevocationCheckDepth::Chain)
+                // Unknown = no loaded CRL is authoritative for the issuer; see above.
+                .with_status_policy(UnknownStatusPolicy::Allow)
+                .with_expiration_policy(ExpirationPolicy::Ignore)
+                .build()
+        });
+        ee.verify_for_usage(
+            CERT_SIGNATURE_ALGS,
+            &self.anchors,
+            &intermediates,
+            time,
+            usage.key_usage(),
+            revocation,
+            None,
+        )
+        .map_err(|e| map_webpki_error(e, usage, leaf_subject(leaf_der)))?;
+
+        let id = SpiffeId::from_certificate_der(leaf_der).map_err(|e| match e {
+            IdentityError::NoSpiffeId { subject } => TrustError::NoSpiffeId { subject },
+            other => TrustError::BadIdentity(other),
+        })?;
+        if id.federation != self.federation {
+            return Err(TrustError::WrongFederation {
+                id: id.to_string(),
+                federation: self.federation.clone(),
+            });
+        }
+        Ok(id)
+    }
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trust")
+            .field("federation", &self.federation)
+            .field("anchors", &self.anchors.len())
+            .field("crls", &self.crls.len())
+            .finish()
+    }
+}
+
+fn leaf_subject(der: &[u8]) -> String {
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c.subject().to_string())
+        .unwrap_or_else(|_| "<unparseable>".to_owned())
+}
+
+fn unix_to_datetime(t: UnixTime) -> OffsetDateTime {
+    i64::try_from(t.as_secs())
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn map_webpki_error(e: webpki::Error, usage: CertUsage, subject: String) -> TrustError {
+    use webpki::Error as E;
+    match e {
+        E::CertExpired { time, not_after } => TrustError::Expired {
+            subject,
+            not_after: unix_to_datetime(not_after),
+            now: unix_to_datetime(time),
+        },
+        E::CertNotValidYet { time, not_before } => TrustError::NotYetValid {
+            subject,
+            not_before: unix_to_datetime(not_before),
+            now: unix_to_datetime(time),
+        },
+        E::UnknownIssuer => TrustError::UnknownIssuer { subject },
+        E::CertRevoked => TrustError::Revoked { subject },
+        E::RequiredEkuNotFoundContext(_) => TrustError::BadUsage { subject, usage },
+        E::InvalidSignatureForPublicKey => TrustError::BadCertSignature { subject },
+        other => TrustError::Rejected {
+            subject,
+            reason: format!("{other:?}"),
+        },
+    }
+}
+
+/// Formats a time as RFC 3339 for error messages.
+pub(crate) fn rfc3339(t: &OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Why a trust could not be built or a certificate chain is not trusted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    /// The federation name is not a valid SPIFFE trust domain.
+    #[error("federation {0:?} is invalid: use lower-case letters, digits, '.', '-' and '_'")]
+    BadFederation(String),
+    /// No CA certificate was given.
+    #[error("trust has no CA certificate: at least one federation CA is required")]
+    NoTrustAnchor,
+    /// A CA certificate could not be used as a trust anchor.
+    #[error("CA certificate #{index} is not a usable DER X.509 trust anchor: {reason}")]
+    BadCaCertificate {
+        /// Position in the list given to [`Trust::new`].
+        index: usize,
+        /// webpki's reason.
+        reason: String,
+    },
+    /// A CRL could not be parsed.
+    #[error("CRL #{index} is not a valid DER certificate revocation list: {reason}")]
+    BadCrl {
+        /// Position in the list given to [`Trust::new`].
+        index: usize,
+        /// webpki's reason.
+        reason: String,
+    },
+    /// The time to verify at is before 1970.
+    #[error("verification time {} is before the Unix epoch", rfc3339(.0))]
+    BadTime(OffsetDateTime),
+    /// The leaf certificate could not be parsed.
+    #[error("certificate is not valid DER X.509: {0}")]
+    BadLeaf(String),
+    /// A certificate in the chain has expired.
+    #[error("certificate chain of {subject:?} is expired: a certificate's not_after {} is before {}", rfc3339(.not_after), rfc3339(.now))]
+    Expired {
+        /// The leaf's subject.
+        subject: String,
+        /// The expired certificate's notAfter.
+        not_after: OffsetDateTime,
+        /// The verification time.
+        now: OffsetDateTime,
+    },
+    /// A certificate in the chain is not valid yet.
+    #[error("certificate chain of {subject:?} is not yet valid: a certificate's not_before {} is after {}", rfc3339(.not_before), rfc3339(.now))]
+    NotYetValid {
+        /// The leaf's subject.
+        subject: String,
+        /// The certificate's notBefore.
+        not_before: OffsetDateTime,
+        /// The verification time.
+        now: OffsetDateTime,
+    },
+    /// No path leads to a federation CA.
+    #[error("certificate {subject:?} has an unknown issuer: no chain to a federation CA")]
+    UnknownIssuer {
+        /// The leaf's subject.
+        subject: String,
+    },
+    /// A certificate in the chain is revoked by a CRL.
+    #[error(
+        "certificate chain of {subject:?} is revoked: a certificate is listed in its issuer's CRL"
+    )]
+    Revoked {
+        /// The leaf's subject.
+        subject: String,
+    },
+    /// The leaf's extended key usage does not allow the usage.
+    #[error(
+        "certificate {subject:?} is not valid for {usage}: its extended key usage excludes it"
+    )]
+    BadUsage {
+        /// The leaf's subject.
+        subject: String,
+        /// The usage checked for.
+        usage: CertUsage,
+    },
+    /// A certificate's signature does not verify with its issuer's key.
+    #[error("certificate chain of {subject:?} has a bad signature: a certificate does not verify with its issuer's key")]
+    BadCertSignature {
+        /// The leaf's subject.
+        subject: String,
+    },
+    /// Another path-building failure.
+    #[error("certificate chain of {subject:?} is not trusted: {reason}")]
+    Rejected {
+        /// The leaf's subject.
+        subject: String,
+        /// webpki's reason.
+        reason: String,
+    },
+    /// The leaf carries no SPIFFE ID.
+    #[error("certificate {subject:?} has no SPIFFE ID: a URI SAN spiffe://<federation>/node/<node-id> is required")]
+    NoSpiffeId {
+        /// The leaf's subject.
+        subject: String,
+    },
+    /// The leaf's SPIFFE ID is malformed or ambiguous.
+    #[error("certificate identity is invalid: {0}")]
+    BadIdentity(IdentityError),
+    /// The leaf's SPIFFE ID names another federation.
+    #[error("certificate SPIFFE ID {id} is in the wrong federation: expected {federation}")]
+    WrongFederation {
+        /// The SPIFFE ID found.
+        id: String,
+        /// This trust's federation.
+        federation: String,
+    },
+}
