@@ -325,13 +325,9 @@ impl Store {
     }
 
     /// Flush everything written so far (and fdatasync with [`Durability::FlushAndSync`]).
+    /// The write methods already do this; it is for shutdown and for `record_attempt`.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        let ticket = self.committed.load(Ordering::SeqCst);
-        self.db.flush_async().await?;
-        if self.db_file.is_some() {
-            self.durable(ticket.max(1)).await?;
-        }
-        Ok(())
+        self.durable(self.committed.load(Ordering::SeqCst)).await
     }
 }
 

@@ -46,3 +46,78 @@ async fn append_journal_refuses_operations_owned_by_state_changes() {
     }
     assert_eq!(store.journal_head().expect("head").seq, 0);
 }
+
+/// Alter a stored entry behind the store's back (with sled directly, as an attacker with
+/// file access would): verification names the altered entry.
+#[tokio::test]
+async fn tampered_stored_entry_is_found_by_verify_journal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        for _ in 0..4 {
+            store
+                .append_journal(draft(Operation::Consult))
+                .await
+                .expect("append");
+        }
+    }
+    {
+        let db = sled::open(dir.path()).expect("sled open");
+        let journal = db.open_tree("journal").expect("tree");
+        let key = 3u64.to_be_bytes();
+        let v = journal.get(key).expect("get").expect("entry 3");
+        let mut entry: pons_core::journal::JournalEntry =
+            ciborium::from_reader(v.as_ref()).expect("decode");
+        entry.actor = "someone-else".into();
+        let mut out = Vec::new();
+        ciborium::into_writer(&entry, &mut out).expect("encode");
+        journal.insert(key, out).expect("insert");
+        db.flush().expect("flush");
+    }
+    let store = open(dir.path());
+    let err = store.verify_journal().expect_err("tampered");
+    assert!(
+        matches!(
+            err,
+            StoreError::Chain(pons_core::journal::ChainError {
+                seq: 3,
+                reason: pons_core::journal::ChainFault::BadHash
+            })
+        ),
+        "{err}"
+    );
+}
+
+/// Cutting the last entry (hiding what was done) is refused at open.
+#[tokio::test]
+async fn truncated_journal_is_refused_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        for _ in 0..3 {
+            store
+                .append_journal(draft(Operation::Consult))
+                .await
+                .expect("append");
+        }
+    }
+    {
+        let db = sled::open(dir.path()).expect("sled open");
+        let journal = db.open_tree("journal").expect("tree");
+        journal.remove(3u64.to_be_bytes()).expect("remove");
+        db.flush().expect("flush");
+    }
+    let err = pons_store::Store::open(dir.path(), pons_store::Options::default())
+        .err()
+        .expect("open refuses");
+    assert!(
+        matches!(
+            err,
+            StoreError::HeadMismatch {
+                head_seq: 3,
+                last_seq: 2
+            }
+        ),
+        "{err}"
+    );
+}
