@@ -1,0 +1,1 @@
+//! openssl interop (to do)
