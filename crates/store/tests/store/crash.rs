@@ -1,7 +1,7 @@
 //! "Acknowledged is never lost": a writer process is killed with SIGKILL in the middle of a
-//! burst of concurrent submissions; every id it printed (printed only after `submit`
-//! returned) must be in the reopened store, with a journal that verifies and holds exactly
-//! one `collect` entry per stored record.
+//! burst of concurrent submissions and receives; every id it printed (printed only after
+//! `submit` / `receive` returned) must be in the reopened store (received ones with their
+//! receipt), with a journal that verifies and holds exactly one entry per stored record.
 //!
 //! The child is this test binary, re-run with `CHILD_ENV` set and filtered to
 //! `crash_child_writer`, which then runs the writer loop instead of returning.
@@ -32,19 +32,35 @@ fn crash_child_writer() {
         .expect("runtime");
     rt.block_on(async move {
         let store = std::sync::Arc::new(open(std::path::Path::new(&dir)));
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<uuid::Uuid>();
-        // Four concurrent submitters, without end: the parent kills us.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(char, uuid::Uuid)>();
+        // Four concurrent writers, without end: the parent kills us. Tasks 0 and 1 submit to
+        // the outbox ('o'), tasks 2 and 3 receive into the inbox ('i', acknowledged = receipt
+        // handed back, as a receiver would send it).
         for t in 0..4u64 {
             let store = store.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 for i in 0u64.. {
                     let n = t * 1_000_000_000 + i + 1;
-                    store
-                        .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
-                        .await
-                        .expect("submit");
-                    if tx.send(id(n)).is_err() {
+                    let kind = if t < 2 {
+                        store
+                            .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
+                            .await
+                            .expect("submit");
+                        'o'
+                    } else {
+                        store
+                            .receive(
+                                incoming(n, "vaa"),
+                                &envelope(n),
+                                draft(Operation::Receive),
+                                receipt_for,
+                            )
+                            .await
+                            .expect("receive");
+                        'i'
+                    };
+                    if tx.send((kind, id(n))).is_err() {
                         return;
                     }
                 }
@@ -52,9 +68,9 @@ fn crash_child_writer() {
         }
         drop(tx);
         let mut out = std::io::stdout().lock();
-        while let Some(id) = rx.recv().await {
+        while let Some((kind, id)) = rx.recv().await {
             // Marker so the parent ignores the test harness's own output.
-            writeln!(out, "ACK {id}").expect("stdout");
+            writeln!(out, "ACK {kind} {id}").expect("stdout");
             out.flush().expect("stdout");
         }
     });
@@ -79,23 +95,34 @@ fn sigkill_mid_batch_loses_no_acknowledged_submission() {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut acked = BTreeSet::new();
-    while acked.len() < KILL_AFTER {
+    let mut received = BTreeSet::new();
+    let mut note = |line: &str| {
+        if let Some(rest) = line.strip_prefix("ACK ") {
+            let (kind, id) = rest.split_once(' ').expect("kind and id");
+            let id = uuid::Uuid::parse_str(id).expect("uuid");
+            match kind {
+                "o" => acked.insert(id),
+                _ => received.insert(id),
+            };
+        }
+    };
+    let mut seen = 0;
+    while seen < KILL_AFTER {
         let line = lines
             .next()
             .expect("child ended before acknowledging enough submissions")
             .expect("read child stdout");
-        if let Some(id) = line.strip_prefix("ACK ") {
-            acked.insert(uuid::Uuid::parse_str(id).expect("uuid"));
+        if line.starts_with("ACK ") {
+            seen += 1;
         }
+        note(&line);
     }
     // std's Child::kill sends SIGKILL on Unix: no destructor, no flush, no shutdown.
     child.kill().expect("kill child");
     // Lines already written to the pipe were acknowledged too.
     for line in lines {
         let Ok(line) = line else { break };
-        if let Some(id) = line.strip_prefix("ACK ") {
-            acked.insert(uuid::Uuid::parse_str(id).expect("uuid"));
-        }
+        note(&line);
     }
     let status = child.wait().expect("wait child");
     assert!(
@@ -112,24 +139,48 @@ fn sigkill_mid_batch_loses_no_acknowledged_submission() {
         .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
-    assert!(stored.len() >= KILL_AFTER);
+    assert!(!acked.is_empty() && !received.is_empty());
 
-    // The journal verifies and matches the outbox one to one: no record without its entry,
-    // no entry without its record.
+    // Every acknowledged receive is in the inbox with the receipt that was handed back.
+    for id in &received {
+        let meta = store
+            .lookup(*id)
+            .expect("lookup")
+            .unwrap_or_else(|| panic!("lost {id}"));
+        let expected = receipt_for(&pons_store::ReceiptContext {
+            id: *id,
+            journal_seq: meta.journal_seq,
+            arrival_seq: meta.arrival_seq,
+        })
+        .expect("receipt");
+        assert_eq!(meta.receipt, expected);
+    }
+    // Arrival numbers have no gaps, whatever was cut short by the kill.
+    let inbox = store.inbox_list(usize::MAX).expect("inbox");
+    let arrivals: Vec<_> = inbox.iter().map(|r| r.arrival_seq).collect();
+    assert_eq!(arrivals, (1..=inbox.len() as u64).collect::<Vec<_>>());
+
+    // The journal verifies and matches outbox and inbox one to one: no record without its
+    // entry, no entry without its record.
     let head = store
         .verify_journal()
         .expect("journal verifies after crash");
     let entries = journal(&store);
     assert_eq!(head.seq as usize, entries.len());
-    let journaled: BTreeSet<_> = entries
-        .iter()
-        .map(|e| {
-            assert_eq!(e.operation, Operation::Collect);
-            e.record_id.expect("collect names its record")
-        })
-        .collect();
-    assert_eq!(journaled.len(), entries.len(), "one entry per record");
-    assert_eq!(journaled, stored);
+    let mut collected = BTreeSet::new();
+    let mut receives = BTreeSet::new();
+    for e in &entries {
+        let id = e.record_id.expect("entry names its record");
+        let fresh = match e.operation {
+            Operation::Collect => collected.insert(id),
+            Operation::Receive => receives.insert(id),
+            other => panic!("unexpected operation {other}"),
+        };
+        assert!(fresh, "one entry per record: {id}");
+    }
+    assert_eq!(collected, stored);
+    let inbox_ids: BTreeSet<_> = inbox.iter().map(|r| r.id).collect();
+    assert_eq!(receives, inbox_ids);
     for rec in store.outbox_list(&OutboxFilter::default()).expect("list") {
         assert!(
             store.outbox_envelope(rec.id).expect("env").is_some(),
