@@ -6,15 +6,22 @@
 //! nothing: time is always an argument, so every rule can be tested with simulated time
 //! and an exported envelope or journal can be verified with this crate alone.
 
+pub mod class;
 pub mod cose;
 pub mod identity;
 pub mod journal;
 pub mod key;
+pub mod pseudonym;
 pub mod receipt;
+pub mod record;
 pub mod trust;
+pub mod validate;
 
 pub use cose::{OpenError, Opened, SealError, Signer, SignerError};
 pub use identity::{IdentityError, NodeId, SpiffeId};
 pub use key::{KeyError, SigningAlgorithm, SigningKey};
+pub use pseudonym::{PseudonymKey, SubjectRef};
 pub use receipt::{Receipt, ReceiptError, ReceiptItem};
+pub use record::{Body, ClassName, DecodeError, Marking, Record, RecordId, Tlp};
 pub use trust::{CertUsage, Trust, TrustError};
+pub use validate::{Draft, DraftContext, Rule, ValidationError, ValidationErrors};
