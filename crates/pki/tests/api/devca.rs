@@ -186,3 +186,34 @@ fn key_algorithm_parses_its_names() {
         .contains("not supported"));
     assert_eq!(KeyAlgorithm::EcdsaP256.to_string(), "ecdsa-p256");
 }
+
+#[test]
+fn committed_certs_dev_is_consistent() {
+    // certs-dev/ as checked out: keys may be 0644 there (git keeps no modes), so load a
+    // copy whose keys are made private, as certs-dev/README.md tells developers to do.
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certs-dev");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |rel: &str| {
+        let to = dir.path().join(rel);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(src.join(rel), &to).unwrap();
+        if rel.ends_with(".key") {
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        to
+    };
+    let ca = copy("ca.pem");
+    let crl = copy("ca.crl.pem");
+    copy("ca.key");
+    let trust = FederationTrust::load("pons.example", &ca, &[&crl]).unwrap();
+    let t0 = now();
+    for name in ["adolescence", "cuta", "nccn"] {
+        for file in ["tls.pem", "tls.key", "sign.pem", "sign.key"] {
+            copy(&format!("{name}/{file}"));
+        }
+        let files = pons_pki::NodeFiles::in_dir(&dir.path().join(name));
+        let identity = NodeIdentity::load(&files, t0).unwrap();
+        assert_eq!(identity.node().as_str(), name);
+        trust.check_identity(&identity, Some(&files), t0).unwrap();
+    }
+}
