@@ -43,6 +43,12 @@ pub enum StoreError {
         /// The state that was requested.
         to: StateKind,
     },
+    /// A refusal was journaled for a record of this node's own outbox.
+    #[error("record {id} is in this node's outbox: its rejection is journaled by mark_rejected")]
+    OwnRecordRefusal {
+        /// The record id.
+        id: Uuid,
+    },
     /// A record with this id is already in the inbox (use `lookup` to compare digests).
     #[error("inbox record {id} already received")]
     AlreadyReceived {

@@ -29,6 +29,32 @@ impl Store {
         Ok(seq)
     }
 
+    /// Journal a record this node refused to receive (operation `reject`), and return its
+    /// sequence number once durable.
+    ///
+    /// A refused incoming record changes no stored state (nothing of it is kept), but the
+    /// refusal is an operation on personal data the DPO must see. A sender's record
+    /// rejected by its recipient is journaled by [`Store::mark_rejected`] instead, so a
+    /// draft naming a record of this node's outbox is refused here.
+    pub async fn journal_refusal(&self, draft: JournalDraft) -> Result<JournalSeq, StoreError> {
+        if draft.operation != Operation::Reject {
+            return Err(StoreError::WrongOperation {
+                expected: Operation::Reject,
+                found: draft.operation,
+            });
+        }
+        let (seq, ticket) = self.write(|tx| {
+            if let Some(id) = draft.record_id {
+                if tx.outbox.get(id.as_bytes())?.is_some() {
+                    return crate::abort(StoreError::OwnRecordRefusal { id });
+                }
+            }
+            Ok(tx.append(&draft)?.seq)
+        })?;
+        self.durable(ticket).await?;
+        Ok(seq)
+    }
+
     /// The journal head: sequence number and hash of the last entry.
     pub fn journal_head(&self) -> Result<ChainHead, StoreError> {
         match self.trees.meta.get(HEAD_KEY)? {

@@ -121,3 +121,36 @@ async fn truncated_journal_is_refused_at_open() {
         "{err}"
     );
 }
+
+/// A refused incoming record is journaled as `reject` without any stored state; a refusal
+/// naming one of this node's own outbox records is refused (that goes through
+/// `mark_rejected`), and so is any other operation.
+#[tokio::test]
+async fn journal_refusal_records_inbound_rejections_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut refusal = draft(Operation::Reject);
+    refusal.record_id = Some(id(7));
+    let seq = store.journal_refusal(refusal).await.expect("journaled");
+    assert_eq!(seq, 1);
+    assert!(
+        store.inbox_get(id(7)).expect("inbox").is_none(),
+        "nothing of it is kept"
+    );
+
+    store
+        .submit(outgoing(8, "cuta"), &envelope(8), draft(Operation::Collect))
+        .await
+        .expect("submit");
+    let mut own = draft(Operation::Reject);
+    own.record_id = Some(id(8));
+    let err = store.journal_refusal(own).await.expect_err("own record");
+    assert!(matches!(err, StoreError::OwnRecordRefusal { .. }), "{err}");
+    let err = store
+        .journal_refusal(draft(Operation::Consult))
+        .await
+        .expect_err("wrong op");
+    assert!(matches!(err, StoreError::WrongOperation { .. }), "{err}");
+    assert_eq!(store.journal_head().expect("head").seq, 2);
+    store.verify_journal().expect("chain verifies");
+}
