@@ -108,6 +108,35 @@ fn server_refuses_client_from_another_ca() {
 }
 
 #[test]
+fn server_refuses_client_of_an_unknown_ca() {
+    let fed = federation(KeyAlgorithm::Ed25519);
+    let dir = tempfile::tempdir().unwrap();
+    // An agency CA with another name: no issuer of that name is trusted at all.
+    let other = pons_pki::dev_ca(
+        dir.path(),
+        &[node("adolescence")],
+        "other.example",
+        KeyAlgorithm::Ed25519,
+        now(),
+        false,
+    )
+    .unwrap();
+    let stranger = pons_pki::NodeIdentity::load(&other.nodes[0].1, now()).unwrap();
+    let stranger_trust = FederationTrust::load("other.example", &other.ca_cert, &[]).unwrap();
+    let (side, err, _) = handshake(
+        client_config(&fed.a.identity(now()).unwrap(), &fed.trust).unwrap(),
+        server_config(&stranger, &stranger_trust).unwrap(),
+    )
+    .unwrap_err();
+    // The client refuses the server: its chain leads to no federation CA.
+    assert_eq!(side, Side::Client);
+    assert_eq!(
+        err,
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)
+    );
+}
+
+#[test]
 fn server_refuses_client_without_certificate() {
     let fed = federation(KeyAlgorithm::Ed25519);
     let server_id = fed.b.identity(now()).unwrap();

@@ -310,3 +310,29 @@ fn identity_check_uses_the_time_given() {
     let err = NodeIdentity::load(&files.nodes[0].1, later).unwrap_err();
     assert!(matches!(err, PkiError::Expired { .. }), "{err}");
 }
+
+#[test]
+fn tls_certificate_is_not_a_signing_certificate() {
+    // Both certificates name the node and match their keys, so the identity loads; but
+    // the start-up trust check refuses a TLS certificate (serverAuth/clientAuth EKU) as
+    // the record-signing certificate, which needs id-kp-documentSigning.
+    let dir = tempfile::tempdir().unwrap();
+    let files = two_nodes(dir.path());
+    let trust = FederationTrust::load("pons.example", &files.ca_cert, &[&files.crl]).unwrap();
+    let a = &files.nodes[0].1;
+    let tls_as_sign = NodeFiles {
+        sign_cert: a.tls_cert.clone(),
+        sign_key: a.tls_key.clone(),
+        ..a.clone()
+    };
+    let id = NodeIdentity::load(&tls_as_sign, now()).unwrap();
+    let err = trust
+        .check_identity(&id, Some(&tls_as_sign), now())
+        .unwrap_err();
+    match &err {
+        PkiError::Untrusted { usage, .. } => {
+            assert_eq!(*usage, pons_core::CertUsage::DocumentSigning)
+        }
+        other => panic!("expected Untrusted, got {other}"),
+    }
+}
