@@ -418,12 +418,41 @@ fn shape_errors_are_named() {
     );
     assert_refused(submit("minor-risk-report", "[1, 2]"), "report", Rule::Type);
     assert_refused(submit("weather-report", MINOR), "class", Rule::Choice);
+    // A key given twice is ambiguous, however deep.
+    let twice = MINOR.replacen(
+        "\"marking\": \"sensitive-unclassified\",",
+        "\"marking\": \"SECRET\", \"marking\": \"unclassified\",",
+        1,
+    );
+    assert_ne!(twice, MINOR);
+    let errs = assert_refused(submit("minor-risk-report", &twice), "report", Rule::Syntax);
+    assert!(
+        errs.to_string().contains("duplicate key \"marking\""),
+        "{errs}"
+    );
+    let twice = MINOR.replacen(
+        "\"kind\": \"fact\",",
+        "\"kind\": \"fact\", \"kind\": \"fact\",",
+        1,
+    );
+    assert_refused(submit("minor-risk-report", &twice), "report", Rule::Syntax);
+    // A byte-order mark is tolerated.
+    submit("minor-risk-report", &format!("\u{feff}{MINOR}")).unwrap();
     // Comments at any depth are ignored, and so is a matching class.
     minor(|v| {
         v["body"]["author"]["_note"] = json!({"anything": [1, 2]});
         v["class"] = json!("minor-risk-report");
     })
     .unwrap();
+}
+
+#[test]
+fn problems_are_counted_beyond_the_cap() {
+    let st = json!({"kind": "fact"});
+    let errs = minor(|v| v["body"]["statements"] = Value::Array(vec![st; 150])).unwrap_err();
+    assert_eq!(errs.len(), 150, "every missing text is counted");
+    assert_eq!(errs.errors().len(), pons_core::validate::MAX_ERRORS);
+    assert!(errs.to_string().ends_with("and 50 more problems"), "{errs}");
 }
 
 #[test]
