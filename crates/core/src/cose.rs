@@ -538,3 +538,36 @@ pub enum OpenError {
         certificate: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structural_refusals_before_any_crypto() {
+        let parse = |b: &[u8]| parse(b, RECORD_CONTENT_TYPE).map(|_| ());
+        assert_eq!(parse(&[]), Err(OpenError::NotTagged));
+        // An untagged COSE_Sign1 array header.
+        assert_eq!(
+            parse(&[0x84, 0x40, 0xa0, 0x40, 0x40]),
+            Err(OpenError::NotTagged)
+        );
+        // Tag 18 over an empty array.
+        assert!(matches!(parse(&[0xd2, 0x80]), Err(OpenError::Malformed(_))));
+        // Tag 18 over a well-formed COSE_Sign1 with an empty protected header.
+        assert_eq!(
+            parse(&[0xd2, 0x84, 0x40, 0xa0, 0x40, 0x40]),
+            Err(OpenError::MissingAlgorithm)
+        );
+        let big = vec![TAG18; MAX_ENVELOPE_LEN + 1];
+        assert!(matches!(parse(&big), Err(OpenError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn sha256_of_nothing() {
+        assert_eq!(
+            hex::encode(envelope_sha256(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}

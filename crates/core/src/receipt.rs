@@ -197,3 +197,28 @@ mod bytes32 {
         d.deserialize_bytes(V)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct H(#[serde(with = "bytes32")] [u8; 32]);
+
+    #[test]
+    fn bytes32_is_a_cbor_bstr() {
+        let mut out = Vec::new();
+        ciborium::into_writer(&H([7; 32]), &mut out).unwrap();
+        // 0x58 0x20: byte string of 32 bytes.
+        assert_eq!(&out[..2], &[0x58, 0x20]);
+        let back: H = ciborium::from_reader(out.as_slice()).unwrap();
+        assert_eq!(back, H([7; 32]));
+
+        let mut short = Vec::new();
+        ciborium::into_writer(&ciborium::Value::Bytes(vec![1; 31]), &mut short).unwrap();
+        assert!(ciborium::from_reader::<H, _>(short.as_slice()).is_err());
+        let mut ints = Vec::new();
+        ciborium::into_writer(&vec![1u8; 32], &mut ints).unwrap();
+        assert!(ciborium::from_reader::<H, _>(ints.as_slice()).is_err());
+    }
+}

@@ -373,3 +373,34 @@ pub enum TrustError {
         federation: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eku_oids_decode_to_their_dotted_form() {
+        let dotted = |u: CertUsage| {
+            u.key_usage()
+                .oid_values()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(".")
+        };
+        assert_eq!(dotted(CertUsage::DocumentSigning), "1.3.6.1.5.5.7.3.36");
+        assert_eq!(dotted(CertUsage::TlsServer), "1.3.6.1.5.5.7.3.1");
+        assert_eq!(dotted(CertUsage::TlsClient), "1.3.6.1.5.5.7.3.2");
+    }
+
+    #[test]
+    fn times_format_as_rfc3339() {
+        let t = OffsetDateTime::from_unix_timestamp(1_830_297_600).unwrap();
+        assert_eq!(rfc3339(&t), "2028-01-01T00:00:00Z");
+        assert_eq!(
+            unix_to_datetime(UnixTime::since_unix_epoch(Duration::from_secs(
+                1_830_297_600
+            ))),
+            t
+        );
+    }
+}

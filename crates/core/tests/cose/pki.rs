@@ -32,6 +32,8 @@ pub enum Alg {
     Ed25519,
     /// ECDSA P-256.
     P256,
+    /// ECDSA P-384: a valid certificate key that Pons does not sign with.
+    P384,
 }
 
 impl Alg {
@@ -39,6 +41,7 @@ impl Alg {
         match self {
             Alg::Ed25519 => &rcgen::PKCS_ED25519,
             Alg::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Alg::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
         }
     }
 }
@@ -139,8 +142,15 @@ impl Ca {
     }
 
     /// A node certificate and key.
+    ///
+    /// Ed25519 keys are PKCS#8 version 1 (seed only), as `openssl genpkey` writes them
+    /// and as Python's `cryptography` reads them; ring writes version 2.
     pub fn node(&self, alg: Alg, opts: &NodeOpts) -> Node {
         let key = KeyPair::generate_for(alg.rcgen()).expect("node key");
+        let key = match alg {
+            Alg::Ed25519 => ed25519_pkcs8_v1(&key),
+            Alg::P256 | Alg::P384 => key,
+        };
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, "test node");
@@ -190,4 +200,28 @@ impl Ca {
         };
         params.signed_by(&self.issuer).expect("CRL").der().to_vec()
     }
+}
+
+/// Re-encodes a ring Ed25519 PKCS#8 v2 key (RFC 5958, with public key) as v1 (RFC 8410).
+fn ed25519_pkcs8_v1(key: &KeyPair) -> KeyPair {
+    let v2 = key.serialize_der();
+    // v2: 30 51 02 01 01 30 05 06 03 2b 65 70 04 22 04 20 <seed 32> 81 21 00 <pub 32>
+    const V2_PREFIX: &[u8] = &[
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    assert!(
+        v2.starts_with(V2_PREFIX),
+        "unexpected ring Ed25519 PKCS#8 layout"
+    );
+    let seed = &v2[V2_PREFIX.len()..V2_PREFIX.len() + 32];
+    let mut v1 = vec![
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    v1.extend_from_slice(seed);
+    let v1 = rustls_pki_types::PrivatePkcs8KeyDer::from(v1);
+    let out = KeyPair::try_from(&v1).expect("Ed25519 PKCS#8 v1");
+    assert_eq!(out.public_key_raw(), key.public_key_raw(), "same key");
+    out
 }

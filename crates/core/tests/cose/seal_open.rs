@@ -486,6 +486,31 @@ fn header_rules() {
 }
 
 #[test]
+fn leaf_key_not_accepted_for_signing() {
+    // A P-384 certificate chains fine but its key is not one Pons signs with; the check
+    // comes before the signature, so any signature shows the rule.
+    let fed = Fed::new();
+    let node = fed.ca.node(Alg::P384, &NodeOpts::signing("cuta"));
+    let h = pons_header(
+        iana::Algorithm::ES256,
+        RECORD_CONTENT_TYPE,
+        "cuta",
+        &node.cert,
+    );
+    let env = raw_seal(
+        &fed.p256.key,
+        h.build(),
+        Default::default(),
+        Some(b"x"),
+        true,
+    );
+    assert_eq!(
+        open(&env, RECORD_CONTENT_TYPE, &fed.trust, NOW),
+        Err(OpenError::UnsupportedKey)
+    );
+}
+
+#[test]
 fn signature_by_another_key() {
     let fed = Fed::new();
     // Certificate of cuta, signature by adolescence's P-256 key claiming ES256: the
