@@ -8,6 +8,7 @@
 
 pub mod class;
 pub mod cose;
+pub mod envelope;
 pub mod identity;
 pub mod journal;
 pub mod key;
@@ -17,6 +18,7 @@ pub mod record;
 pub mod trust;
 pub mod validate;
 
+pub use envelope::{open_record, seal_record, EnvelopeError, OpenedRecord};
 pub use cose::{OpenError, Opened, SealError, Signer, SignerError};
 pub use identity::{IdentityError, NodeId, SpiffeId};
 pub use key::{KeyError, SigningAlgorithm, SigningKey};

@@ -1,0 +1,40 @@
+//! `pons`: the one binary of Pons. See `pons --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod demo;
+mod exit;
+mod flags;
+mod pki;
+mod record;
+
+use flags::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let outcome = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Record(cmd) => record::run(cmd),
+        Command::Pki(cmd) => pki::run(cmd),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("pons: {:#}", failure.error);
+            failure.exit_code()
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
