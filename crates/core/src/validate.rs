@@ -118,6 +118,8 @@ pub enum Rule {
     Version,
     /// A bad sender or recipient.
     Node,
+    /// A subject pseudonym that does not match the body.
+    SubjectRef,
 }
 
 impl Rule {
@@ -148,6 +150,7 @@ impl Rule {
             Rule::Class => "class",
             Rule::Version => "version",
             Rule::Node => "node",
+            Rule::SubjectRef => "subject-ref",
         }
     }
 }
@@ -999,6 +1002,23 @@ impl Record {
     pub fn validate(&self, now: OffsetDateTime, skew: Duration) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
         self.check(now, skew, &mut e);
+        e.into_result()
+    }
+
+    /// Checks that `subject_ref` is the pseudonym of the subject the body names, for a
+    /// receiver holding the federation key: a wrong reference would hide the record from
+    /// searches by subject. Classes that name no subject pass.
+    pub fn validate_subject_ref(&self, key: &PseudonymKey) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        if let Some(id) = self.body.subject_identity() {
+            if key.subject_ref(&id) != self.subject_ref {
+                e.push(
+                    "subject_ref",
+                    Rule::SubjectRef,
+                    "is not the pseudonym of the subject the body names",
+                );
+            }
+        }
         e.into_result()
     }
 
