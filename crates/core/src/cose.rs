@@ -121,7 +121,19 @@ pub enum SignerError {
 }
 
 /// Seals `payload` into a tagged COSE_Sign1 with content type `content_type`.
+///
+/// The content type must be non-empty printable ASCII without surrounding spaces: COSE
+/// decoders (coset among them) refuse anything else, so such an envelope could not be
+/// opened.
 pub fn seal(payload: &[u8], content_type: &str, signer: &Signer) -> Result<Vec<u8>, SealError> {
+    let printable = content_type
+        .bytes()
+        .all(|b| b.is_ascii_graphic() || b == b' ');
+    if content_type.is_empty() || !printable || content_type.trim() != content_type {
+        return Err(SealError::BadContentType(
+            content_type.chars().take(80).collect(),
+        ));
+    }
     let alg = match signer.key.algorithm() {
         SigningAlgorithm::Ed25519 => iana::Algorithm::EdDSA,
         SigningAlgorithm::EcdsaP256Sha256 => iana::Algorithm::ES256,
@@ -159,6 +171,9 @@ pub enum SealError {
     /// The key refused to sign.
     #[error("sealing: {0}")]
     Signing(KeyError),
+    /// The content type is empty, not printable ASCII or has surrounding spaces.
+    #[error("sealing: content type {0:?} is invalid: non-empty printable ASCII is required")]
+    BadContentType(String),
     /// The COSE structure could not be encoded.
     #[error("sealing: COSE_Sign1 could not be encoded: {0}")]
     Encode(String),
@@ -561,6 +576,17 @@ mod tests {
         );
         let big = vec![TAG18; MAX_ENVELOPE_LEN + 1];
         assert!(matches!(parse(&big), Err(OpenError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let mut deep = vec![TAG18];
+        deep.extend(std::iter::repeat_n(0x81, 100_000));
+        deep.push(0x00);
+        assert!(matches!(
+            parse(&deep, RECORD_CONTENT_TYPE),
+            Err(OpenError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -558,6 +558,18 @@ fn size_limits() {
 }
 
 #[test]
+fn seal_refuses_content_types_no_one_could_open() {
+    let fed = Fed::new();
+    let signer = Fed::signer(&fed.ed, "cuta");
+    for bad in ["", " application/x", "application/x\n", "appl\u{e9}"] {
+        assert!(
+            matches!(seal(b"x", bad, &signer), Err(SealError::BadContentType(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
 fn signer_rules() {
     let fed = Fed::new();
     let key = || SigningKey::from_pkcs8_der(&fed.ed.key).unwrap();
