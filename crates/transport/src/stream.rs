@@ -1,0 +1,108 @@
+//! Reading one length-prefixed frame from a QUIC stream, with bounded memory.
+
+use pons_proto::{Frame, FrameDecoder, FrameError, RejectCode};
+use quinn::{ReadError, RecvStream};
+
+use pons_proto::Refusal;
+
+/// Largest chunk taken from quinn at once.
+const CHUNK: usize = 64 * 1024;
+
+/// What a stream carried, framing-wise, once read.
+#[derive(Debug)]
+pub(crate) enum Framing {
+    /// Exactly one frame, then the end of the stream.
+    One(Frame),
+    /// The stream ended before any byte.
+    Empty,
+    /// The bytes broke the framing (oversized prefix, bad CBOR, truncated frame).
+    Bad(FrameError),
+    /// A frame was followed by this many more bytes (at least): one frame per stream.
+    Extra(usize),
+}
+
+impl Framing {
+    /// The envelope of a request stream, or the refusal to answer with.
+    pub(crate) fn into_request(self) -> Result<Vec<u8>, Refusal> {
+        match self {
+            Framing::One(frame) => pons_proto::receiver::refusal_for_frame(Ok(Some(frame))),
+            Framing::Empty => pons_proto::receiver::refusal_for_frame(Ok(None)),
+            Framing::Bad(e) => pons_proto::receiver::refusal_for_frame(Err(e)),
+            Framing::Extra(n) => Err(Refusal::new(
+                RejectCode::Malformed,
+                format!("stream carries {n} bytes after its frame: one frame per stream"),
+            )),
+        }
+    }
+
+    /// The response frame of a request stream, or why it is not one.
+    pub(crate) fn into_response(self) -> Result<Frame, String> {
+        match self {
+            Framing::One(frame @ (Frame::Receipt { .. } | Frame::Reject { .. })) => Ok(frame),
+            Framing::One(other) => Err(format!(
+                "expected a receipt or reject frame, got {}",
+                other.type_name()
+            )),
+            Framing::Empty => Err("stream ended before a response frame".into()),
+            Framing::Bad(e) => Err(e.to_string()),
+            Framing::Extra(n) => Err(format!(
+                "stream carries {n} bytes after its frame: one frame per stream"
+            )),
+        }
+    }
+
+    /// Whether reading stopped before the peer finished its side.
+    pub(crate) fn stopped_early(&self) -> bool {
+        matches!(self, Framing::Bad(_) | Framing::Extra(_))
+    }
+}
+
+/// Reads until the peer finishes its side or the framing breaks.
+///
+/// Memory is bounded by `max_frame` + 4 + one chunk: the decoder checks the length prefix
+/// as soon as its 4 bytes are in, and reading stops at the first byte past a frame.
+pub(crate) async fn read_frame(
+    recv: &mut RecvStream,
+    max_frame: usize,
+) -> Result<Framing, ReadError> {
+    let mut decoder = FrameDecoder::new(max_frame);
+    let mut frame: Option<Frame> = None;
+    let mut total: usize = 0;
+    let limit = max_frame.saturating_add(4);
+    while let Some(chunk) = recv.read_chunk(CHUNK, true).await? {
+        if chunk.bytes.is_empty() {
+            continue;
+        }
+        if frame.is_some() {
+            return Ok(Framing::Extra(chunk.bytes.len()));
+        }
+        total = total.saturating_add(chunk.bytes.len());
+        decoder.push(&chunk.bytes);
+        match decoder.next_frame() {
+            Err(e) => return Ok(Framing::Bad(e)),
+            Ok(Some(f)) => {
+                if decoder.buffered() > 0 {
+                    return Ok(Framing::Extra(decoder.buffered()));
+                }
+                frame = Some(f);
+            }
+            Ok(None) => {
+                // The decoder refuses an oversized prefix, so an incomplete frame never
+                // exceeds the limit; this guard only keeps the bound obvious.
+                if total > limit {
+                    return Ok(Framing::Bad(FrameError::TooLarge {
+                        len: total as u64,
+                        max: max_frame as u64,
+                    }));
+                }
+            }
+        }
+    }
+    Ok(match frame {
+        Some(f) => Framing::One(f),
+        None => match decoder.finish() {
+            Ok(()) => Framing::Empty,
+            Err(e) => Framing::Bad(e),
+        },
+    })
+}
