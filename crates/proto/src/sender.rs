@@ -196,6 +196,20 @@ impl Sender {
         true
     }
 
+    /// Removes a record waiting for its (next) attempt, e.g. withdrawn by its author.
+    ///
+    /// Returns `false` and changes nothing if the record is in flight (its stream may still
+    /// deliver it: cancel again once its outcome is known) or unknown.
+    pub fn cancel(&mut self, record_id: RecordId) -> bool {
+        match self.records.get(&record_id) {
+            Some(Entry {
+                state: State::Pending { .. },
+                ..
+            }) => self.forget(record_id).is_some(),
+            _ => false,
+        }
+    }
+
     /// The next record to open a stream for, if one is due and the limits allow it.
     ///
     /// The record is then in flight until one of the `on_*` calls or its response timeout.

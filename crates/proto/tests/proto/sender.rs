@@ -211,3 +211,26 @@ fn same_seed_same_schedule_other_seed_other_schedule() {
     assert_eq!(schedule(1), schedule(1));
     assert_ne!(schedule(1), schedule(2));
 }
+
+#[test]
+fn only_waiting_records_can_be_cancelled() {
+    let (mut s, now) = sender(1);
+    s.enqueue(id(1), now);
+    s.enqueue(id(2), now);
+    assert_eq!(s.poll_transmit(now), Some(id(1)));
+    assert!(
+        !s.cancel(id(1)),
+        "in flight: its stream may still deliver it"
+    );
+    assert!(s.cancel(id(2)));
+    assert!(!s.cancel(id(2)));
+    assert!(!s.cancel(id(3)));
+    assert_eq!(s.len(), 1);
+    s.on_receipt(id(1), now);
+    assert_eq!(
+        s.poll_transmit(now),
+        None,
+        "the cancelled record is not sent"
+    );
+    assert_eq!(s.poll_timeout(), None);
+}
