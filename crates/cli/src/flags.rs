@@ -24,9 +24,26 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the demonstration: make a development federation, then seal, check and open a
-    /// sample minor-risk report, step by step.
+    /// Run the demonstration: two nodes on loopback with development certificates; reports
+    /// submitted, delivered, receipted and received, a node restarted, the journals shown.
     Demo(DemoArgs),
+    /// Make a node's configuration, certificates directory and data directory.
+    Init(InitArgs),
+    /// Run a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Submit a report for delivery; prints the record id on the last line once it is
+    /// durable in the outbox.
+    Submit(SubmitArgs),
+    /// Records this node sends: list them, show one's delivery state.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Records this node received: list them (no content), show one (a journaled
+    /// consultation that needs a justification).
+    #[command(subcommand)]
+    Inbox(InboxCommand),
+    /// The node's peers, connections, queues and last errors.
+    Status(ConfigArg),
     /// Work with records offline: validate a report, seal it, open an envelope.
     #[command(subcommand)]
     Record(RecordCommand),
@@ -38,10 +55,152 @@ pub enum Command {
 /// `pons demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep the federation's certificates and the sealed envelope in DIR for inspection
-    /// (the default is a temporary directory removed at the end).
+    /// Keep each node's configuration, certificates and data directory under
+    /// `DIR/<node>/` for inspection, with the nodes stopped (the default is a temporary
+    /// directory removed at the end).
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// How many reports to submit.
+    #[arg(long, default_value_t = 3)]
+    pub reports: usize,
+}
+
+/// `--config`, shared by every command that talks to a node.
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The node's configuration file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "PONS_CONFIG",
+        default_value = "/etc/pons/node.toml"
+    )]
+    pub config: PathBuf,
+}
+
+/// `pons init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The node's id, e.g. `cuta`.
+    #[arg(long, value_name = "ID")]
+    pub node_id: String,
+    /// The node's directory: `node.toml`, `certs/` and `data/` are made in it.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// A directory made by `pons pki dev-ca` (or laid out the same way by an agency PKI):
+    /// `ca.pem`, `ca.crl.pem`, `pseudonym.key` and `<node-id>/{tls,sign}.{pem,key}` are
+    /// copied into the node's `certs/`.
+    #[arg(long, value_name = "DIR")]
+    pub certs: PathBuf,
+    /// The federation (SPIFFE trust domain).
+    #[arg(long, default_value = "pons.example")]
+    pub federation: String,
+    /// The UDP address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7443")]
+    pub listen: String,
+    /// A peer, as `NODE=ADDRESS` (repeat for several).
+    #[arg(long, value_name = "NODE=ADDRESS")]
+    pub peer: Vec<String>,
+    /// A class this node may send to a peer, as `NODE:CLASS` (repeat).
+    #[arg(long, value_name = "NODE:CLASS")]
+    pub send: Vec<String>,
+    /// A class a peer may send to this node, as `NODE:CLASS` (repeat).
+    #[arg(long, value_name = "NODE:CLASS")]
+    pub receive: Vec<String>,
+    /// OS users given every role (caseworker, dpo, operator); default: the user running
+    /// `pons init`. Edit `[roles]` in `node.toml` to separate them.
+    #[arg(long, value_delimiter = ',', value_name = "USERS")]
+    pub users: Vec<String>,
+    /// Replace an existing `node.toml` and certificates.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `pons node …`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run the node daemon until SIGTERM or SIGINT; then drain and stop.
+    Run(ConfigArg),
+}
+
+/// `pons submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The recipient node, e.g. `cuta`.
+    #[arg(long, value_name = "NODE")]
+    pub to: String,
+    /// The record class, e.g. `minor-risk-report`.
+    #[arg(long)]
+    pub class: String,
+    /// The report, as JSON (see config/examples/).
+    #[arg(long, value_name = "REPORT.json")]
+    pub file: PathBuf,
+    /// Why the record is sent (overrides the report's `purpose`).
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// Why this disclosure is necessary (overrides the report's `justification`).
+    #[arg(long)]
+    pub justification: Option<String>,
+}
+
+/// `pons outbox …`.
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Every record in the outbox with its delivery state.
+    List(ListArgs),
+    /// One record's delivery state, attempts and verified receipt.
+    Show(ShowArgs),
+}
+
+/// `pons inbox …`.
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// Every received record: id, sender, class, subject pseudonym, time (no content).
+    List(ListArgs),
+    /// Show a received record: a consultation, journaled with its justification.
+    Show(ConsultArgs),
+}
+
+/// Output formats of listings.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line.
+    Jsonl,
+}
+
+/// `… list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// `outbox show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The record id.
+    pub id: String,
+}
+
+/// `inbox show`.
+#[derive(Debug, Args)]
+pub struct ConsultArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The record id.
+    pub id: String,
+    /// Why you consult this record (journaled; required by LED art. 25).
+    #[arg(long)]
+    pub justification: String,
 }
 
 /// `pons record …`.
@@ -54,6 +213,36 @@ pub enum RecordCommand {
     /// Open an envelope: verify its signature and certificate chain, print the record as
     /// JSON with the signer's node id; exit 3 when the signature or the chain fails.
     Open(OpenArgs),
+    /// Export a received record from a running node, as its signed envelope or as JSON
+    /// (journaled as an export, with its justification).
+    Export(ExportArgs),
+}
+
+/// `pons record export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The record id.
+    pub id: String,
+    /// `cose`: the envelope exactly as signed; `json`: the verified record.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+    pub format: ExportFormat,
+    /// Why you export this record (journaled).
+    #[arg(long)]
+    pub justification: String,
+    /// Write to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    /// The tagged COSE_Sign1 envelope, binary.
+    Cose,
+    /// The verified record with its signer, as JSON.
+    Json,
 }
 
 /// `pons record check`.

@@ -4,9 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod client;
 mod demo;
 mod exit;
 mod flags;
+mod init;
+mod node;
 mod pki;
 mod record;
 
@@ -17,6 +20,12 @@ fn main() -> ExitCode {
     init_tracing();
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Init(args) => init::run(&args),
+        Command::Node(cmd) => node::run(cmd),
+        Command::Submit(args) => client::submit(&args),
+        Command::Outbox(cmd) => client::outbox(cmd),
+        Command::Inbox(cmd) => client::inbox(cmd),
+        Command::Status(args) => client::status(&args),
         Command::Record(cmd) => record::run(cmd),
         Command::Pki(cmd) => pki::run(cmd),
     };

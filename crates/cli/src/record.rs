@@ -27,6 +27,7 @@ pub fn run(cmd: RecordCommand) -> Outcome {
         RecordCommand::Check(args) => check(&args),
         RecordCommand::Seal(args) => seal(&args),
         RecordCommand::Open(args) => open(&args),
+        RecordCommand::Export(args) => crate::client::export(&args),
     }
 }
 
@@ -194,22 +195,5 @@ pub fn load_signer(key: &Path, cert: &Path, chain: Option<&Path>) -> Result<Sign
 
 /// Reads a federation pseudonym key file: hex, mode 0600.
 pub fn load_pseudonym_key(path: &Path) -> Result<PseudonymKey, Failure> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(Failure::invalid(anyhow!(
-            "{} is readable by group or others (mode {mode:04o}): chmod 600",
-            path.display()
-        )));
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bytes = hex::decode(text.trim())
-        .with_context(|| format!("{}: pseudonym key must be hex", path.display()))
-        .invalid()?;
-    PseudonymKey::from_bytes(&bytes)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))
-        .invalid()
+    pons_node::secret::load_pseudonym_key(path).invalid()
 }

@@ -6,5 +6,8 @@
 
 pub mod config;
 pub mod control;
+pub mod daemon;
+pub mod runtime;
+pub mod secret;
 
 pub use config::{Config, ConfigError, PeerConfig, Role};

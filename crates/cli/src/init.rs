@@ -1,0 +1,181 @@
+//! `pons init`: a node's directory, ready to run.
+//!
+//! ```text
+//! DIR/node.toml          the configuration (paths relative to DIR)
+//! DIR/certs/             ca.pem, ca.crl.pem, tls.{pem,key}, sign.{pem,key}, pseudonym.key
+//! DIR/data/              the database and the control socket (mode 0750)
+//! ```
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use pons_core::NodeId;
+
+use crate::exit::{Outcome, ResultExt};
+use crate::flags::InitArgs;
+use crate::pki::PSEUDONYM_KEY_FILE;
+
+pub fn run(args: &InitArgs) -> Outcome {
+    let node = NodeId::new(&args.node_id).context("--node-id").invalid()?;
+    let toml = render(args, &node).invalid()?;
+    // Check the whole configuration before writing anything.
+    pons_node::Config::parse(&toml, &args.dir.join("node.toml")).invalid()?;
+
+    let config_path = args.dir.join("node.toml");
+    if config_path.exists() && !args.force {
+        return Err(anyhow!(
+            "{} exists: use --force to replace it",
+            config_path.display()
+        ))
+        .invalid();
+    }
+    let certs = args.dir.join("certs");
+    for dir in [&args.dir, &certs] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(args.dir.join("data"))
+        .with_context(|| format!("cannot create {}", args.dir.join("data").display()))?;
+
+    let src = &args.certs;
+    let node_src = src.join(node.as_str());
+    let copies = [
+        (src.join("ca.pem"), "ca.pem", false),
+        (src.join("ca.crl.pem"), "ca.crl.pem", false),
+        (src.join(PSEUDONYM_KEY_FILE), PSEUDONYM_KEY_FILE, true),
+        (node_src.join("tls.pem"), "tls.pem", false),
+        (node_src.join("tls.key"), "tls.key", true),
+        (node_src.join("sign.pem"), "sign.pem", false),
+        (node_src.join("sign.key"), "sign.key", true),
+    ];
+    for (from, _, _) in &copies {
+        if !from.exists() {
+            return Err(anyhow!("--certs: {} is missing", from.display())).invalid();
+        }
+    }
+    for (from, name, secret) in &copies {
+        copy(from, &certs.join(name), *secret)?;
+    }
+    write_new(&config_path, toml.as_bytes(), false)?;
+    println!("node {node} initialised in {}", args.dir.display());
+    println!("  config  {}", config_path.display());
+    println!("  run     pons node run --config {}", config_path.display());
+    Ok(())
+}
+
+fn render(args: &InitArgs, node: &NodeId) -> anyhow::Result<String> {
+    let users = if args.users.is_empty() {
+        vec![current_user()?]
+    } else {
+        args.users.clone()
+    };
+    let users = users
+        .iter()
+        .map(|u| format!("{u:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut s = String::new();
+    writeln!(
+        s,
+        "# Pons node {node}: made by `pons init`. Paths are relative to this file."
+    )?;
+    writeln!(s, "node_id = {:?}", node.as_str())?;
+    writeln!(s, "federation = {:?}", args.federation)?;
+    writeln!(s, "listen = {:?}", args.listen)?;
+    writeln!(s, "data_dir = \"data\"")?;
+    writeln!(s, "pseudonym_key = \"certs/{PSEUDONYM_KEY_FILE}\"")?;
+    writeln!(s)?;
+    writeln!(s, "[tls]\nca = \"certs/ca.pem\"\ncrl = [\"certs/ca.crl.pem\"]\ncert = \"certs/tls.pem\"\nkey = \"certs/tls.key\"\n")?;
+    writeln!(
+        s,
+        "[signing]\ncert = \"certs/sign.pem\"\nkey = \"certs/sign.key\"\n"
+    )?;
+    writeln!(
+        s,
+        "# Who may do what through the control socket (OS users or groups)."
+    )?;
+    writeln!(s, "[roles]")?;
+    writeln!(s, "caseworker = {{ users = [{users}] }}")?;
+    writeln!(s, "dpo = {{ users = [{users}] }}")?;
+    writeln!(s, "operator = {{ users = [{users}] }}")?;
+    for peer in &args.peer {
+        let (id, addr) = peer
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--peer {peer:?}: expected NODE=ADDRESS"))?;
+        let id = NodeId::new(id).with_context(|| format!("--peer {peer:?}"))?;
+        let classes = |list: &[String], flag: &str| -> anyhow::Result<Vec<String>> {
+            let mut out = Vec::new();
+            for item in list {
+                let (n, class) = item
+                    .split_once(':')
+                    .ok_or_else(|| anyhow!("--{flag} {item:?}: expected NODE:CLASS"))?;
+                if n == id.as_str() {
+                    pons_core::ClassName::parse(class)
+                        .map_err(|e| anyhow!("--{flag} {item:?}: {e}"))?;
+                    out.push(format!("{class:?}"));
+                }
+            }
+            Ok(out)
+        };
+        writeln!(s, "\n[[peer]]")?;
+        writeln!(s, "node_id = {:?}", id.as_str())?;
+        writeln!(s, "address = {addr:?}")?;
+        writeln!(s, "send = [{}]", classes(&args.send, "send")?.join(", "))?;
+        writeln!(
+            s,
+            "receive = [{}]",
+            classes(&args.receive, "receive")?.join(", ")
+        )?;
+    }
+    for item in args.send.iter().chain(&args.receive) {
+        let known = item.split_once(':').is_some_and(|(n, _)| {
+            args.peer
+                .iter()
+                .any(|p| p.split_once('=').is_some_and(|(id, _)| id == n))
+        });
+        if !known {
+            return Err(anyhow!("--send/--receive {item:?}: names no --peer"));
+        }
+    }
+    Ok(s)
+}
+
+fn current_user() -> anyhow::Result<String> {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .ok_or_else(|| anyhow!("uid {uid} has no user name: pass --users"))
+}
+
+fn copy(from: &Path, to: &Path, secret: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    write_new(to, &bytes, secret)
+}
+
+/// Writes a file; secrets are created with mode 0600 (never widened, then narrowed).
+fn write_new(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 });
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all()?;
+    Ok(())
+}

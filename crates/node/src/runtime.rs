@@ -1,0 +1,884 @@
+//! The running node: what happens on submit, on an incoming record, on a response from a
+//! peer, and on each control request.
+//!
+//! The rules come from `pons-core` (validation, sealing, opening) and `pons-proto` (the
+//! receiving decision, the sender's schedule); this module carries them out with
+//! `pons-store` and `pons-transport`. Every state change and its journal entry go to the
+//! store together; nothing is acknowledged before the store has flushed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pons_core::cose;
+use pons_core::envelope::{open_record, seal_record, EnvelopeError};
+use pons_core::journal::{JournalDraft, Operation, Outcome, SYSTEM_ACTOR};
+use pons_core::pseudonym::PseudonymKey;
+use pons_core::receipt::{Receipt, ReceiptItem};
+use pons_core::record::{Record, RecordId};
+use pons_core::validate::{Draft, DraftContext};
+use pons_core::{NodeId, OpenError, Signer, SpiffeId, Trust};
+use pons_proto::receiver::{self, Policy, Refusal, Stored, Verified};
+use pons_proto::{Frame, RejectCode};
+use pons_store::{
+    NewInboxRecord, NewOutboxRecord, OutboxFilter, OutboxState, StateKind, Store, StoreError,
+};
+use pons_transport::{InboundHandler, ResponseOutcome};
+use ring::rand::SecureRandom;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::{Config, Role};
+use crate::control::{Caller, Handler, Request, Response};
+
+/// Where the node reads the time. Tests inject a clock; the daemon uses the system's.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(OffsetDateTime::now_utc)
+}
+
+/// What the runtime knows about a peer, for `pons status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PeerStatus {
+    /// Records delivered since start.
+    pub delivered: u64,
+    /// Records the peer refused permanently since start.
+    pub rejected: u64,
+    /// The last error talking to the peer, if any.
+    pub last_error: Option<String>,
+    /// When the last error happened.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_error_at: Option<OffsetDateTime>,
+}
+
+/// How the runtime hands records to the network: one queue per peer.
+pub trait Links: Send + Sync + 'static {
+    /// Schedules the record for delivery to `peer`.
+    fn enqueue(&self, peer: &NodeId, id: Uuid);
+    /// Whether a connection to `peer` is up.
+    fn connected(&self, peer: &NodeId) -> Option<bool>;
+}
+
+/// The node's shared state: configuration, keys, trust, store and peer status.
+pub struct Runtime {
+    /// The configuration.
+    pub config: Config,
+    /// The database.
+    pub store: Store,
+    signer: Signer,
+    trust: Trust,
+    pseudonym_key: PseudonymKey,
+    clock: Clock,
+    peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
+    links: OnceLock<Arc<dyn Links>>,
+    started: OffsetDateTime,
+}
+
+/// An error the runtime reports to the control socket: code and message.
+type Refused = Response;
+
+impl Runtime {
+    /// A runtime over an opened store, with loaded keys and trust.
+    pub fn new(
+        config: Config,
+        store: Store,
+        signer: Signer,
+        trust: Trust,
+        pseudonym_key: PseudonymKey,
+        clock: Clock,
+    ) -> Self {
+        let peers = config
+            .peers
+            .keys()
+            .map(|p| (p.clone(), PeerStatus::default()))
+            .collect();
+        let started = clock();
+        Self {
+            config,
+            store,
+            signer,
+            trust,
+            pseudonym_key,
+            clock,
+            peers: Mutex::new(peers),
+            links: OnceLock::new(),
+            started,
+        }
+    }
+
+    /// Connects the runtime to the network once the transport is up.
+    pub fn set_links(&self, links: Arc<dyn Links>) {
+        let _ = self.links.set(links);
+    }
+
+    /// The time now, from the runtime's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        (self.clock)()
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &NodeId {
+        &self.config.node_id
+    }
+
+    /// Allowed clock difference, as the rule crates take it.
+    fn skew(&self) -> time::Duration {
+        time::Duration::try_from(self.config.limits.clock_skew)
+            .unwrap_or(time::Duration::minutes(5))
+    }
+
+    fn draft(&self, actor: &str, op: Operation, outcome: Outcome) -> JournalDraft {
+        JournalDraft::new(self.now(), self.node().clone(), actor, op, outcome)
+    }
+
+    fn note_error(&self, peer: &NodeId, error: String) {
+        let now = self.now();
+        if let Ok(mut peers) = self.peers.lock() {
+            let status = peers.entry(peer.clone()).or_default();
+            status.last_error = Some(error);
+            status.last_error_at = Some(now);
+        }
+    }
+
+    fn count(&self, peer: &NodeId, delivered: bool) {
+        if let Ok(mut peers) = self.peers.lock() {
+            let status = peers.entry(peer.clone()).or_default();
+            if delivered {
+                status.delivered += 1;
+            } else {
+                status.rejected += 1;
+            }
+        }
+    }
+
+    /// Every record still waiting for delivery, by peer: what a restart resumes.
+    pub fn pending(&self) -> Result<Vec<(Uuid, NodeId)>, StoreError> {
+        self.store.pending()
+    }
+
+    // ---- submit ---------------------------------------------------------------------
+
+    /// Validates, seals and stores a report; returns the record id once durable.
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        to: &str,
+        class: &str,
+        report: &str,
+        purpose: Option<String>,
+        justification: Option<String>,
+    ) -> Result<RecordId, Refused> {
+        require(caller, &[Role::Caseworker], "submit")?;
+        let mut problems = Vec::new();
+        let to_node = match NodeId::new(to) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                problems.push(format!("to: {e}"));
+                None
+            }
+        };
+        if let Some(to) = &to_node {
+            if !self.config.peers.contains_key(to) {
+                problems.push(format!("to: {to} is not a peer of {}", self.node()));
+            } else if !self.config.may_send(to, class) {
+                problems.push(format!(
+                    "class: policy does not allow {class} to be sent from {} to {to}",
+                    self.node()
+                ));
+            }
+        }
+        let draft = match Draft::parse_json(class, report.as_bytes()) {
+            Ok(d) => Some(d),
+            Err(errors) => {
+                problems.extend(errors.errors().iter().map(|e| e.to_string()));
+                None
+            }
+        };
+        let (Some(to), Some(draft), true) = (to_node, draft, problems.is_empty()) else {
+            return Err(Response::invalid(
+                format!(
+                    "report refused ({} problems); nothing was stored",
+                    problems.len()
+                ),
+                problems,
+            ));
+        };
+        let now = self.now();
+        let ctx = DraftContext {
+            id: new_record_id(now).map_err(Response::runtime)?,
+            from: self.node().clone(),
+            to: to.clone(),
+            now,
+            purpose,
+            justification,
+            pseudonym_key: &self.pseudonym_key,
+            subject_ref: None,
+            default_review_by: None,
+            default_erase_by: None,
+            clock_skew: self.skew(),
+        };
+        let record = draft.into_record(&ctx).map_err(|errors| {
+            Response::invalid(
+                format!(
+                    "report refused ({} problems); nothing was stored",
+                    errors.len()
+                ),
+                errors.errors().iter().map(|e| e.to_string()).collect(),
+            )
+        })?;
+        let envelope = seal_record(&record, &self.signer)
+            .map_err(|e| Response::runtime(format!("cannot seal the record: {e}")))?;
+
+        // LED art. 25(1): the collection is logged with who, why and under which basis.
+        let mut journal = self.draft(&caller.user, Operation::Collect, Outcome::Success);
+        journal.role = Some(Role::Caseworker.to_string());
+        journal.purpose = Some(record.purpose.clone());
+        journal.justification = Some(record.justification.clone());
+        journal.legal_basis = Some(record.legal_basis.clone());
+        let meta = NewOutboxRecord {
+            id: *record.id.as_uuid(),
+            to: to.clone(),
+            class: record.class.to_string(),
+            created: record.created,
+            subject_ref: Some(record.subject_ref.to_hex()),
+        };
+        self.store
+            .submit(meta, &envelope, journal)
+            .await
+            .map_err(|e| Response::runtime(format!("cannot store the record: {e}")))?;
+        // Durable: from here on the record id may be handed out.
+        if let Some(links) = self.links.get() {
+            links.enqueue(&to, *record.id.as_uuid());
+        }
+        tracing::info!(record = %record.id, to = %to, class = %record.class, "record accepted");
+        Ok(record.id)
+    }
+
+    // ---- inbound ----------------------------------------------------------------------
+
+    /// Decides on one incoming envelope from `peer` and answers the frame to send back.
+    pub async fn deliver(&self, peer: &SpiffeId, envelope: Vec<u8>) -> Frame {
+        let now = self.now();
+        let opened = open_record(&envelope, &self.trust, now, self.skew());
+        let record = opened.as_ref().ok().map(|o| o.record.clone());
+        let verified = match &opened {
+            Ok(o) if o.record.to != *self.node() => Err(Refusal::new(
+                RejectCode::InvalidRecord,
+                format!(
+                    "record {} is addressed to {}, not to {}",
+                    o.record.id,
+                    o.record.to,
+                    self.node()
+                ),
+            )),
+            Ok(o) => Ok(Verified {
+                record_id: *o.record.id.as_uuid(),
+                signer: SpiffeId {
+                    federation: self.trust.federation().to_owned(),
+                    node: o.signer.clone(),
+                },
+                envelope_sha256: o.envelope_sha256,
+            }),
+            Err(e) => Err(refusal_for_envelope(e)),
+        };
+        let policy = match &record {
+            Some(r) if self.config.may_receive(&peer.node, r.class.as_str()) => Policy::Allowed,
+            Some(r) => Policy::Denied {
+                reason: format!(
+                    "policy does not allow {} to send {} to {}",
+                    peer.node,
+                    r.class,
+                    self.node()
+                ),
+            },
+            None => Policy::Allowed,
+        };
+        let checked = match receiver::check(verified, peer, policy) {
+            Ok(c) => c,
+            Err(refusal) => {
+                self.journal_refusal(peer, record.as_ref(), &refusal).await;
+                return refusal.frame();
+            }
+        };
+        let Some(record) = record else {
+            return Refusal::new(RejectCode::Internal, "record missing after checks").frame();
+        };
+        let stored = match self.lookup(checked.record_id()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "inbox lookup failed");
+                return Refusal::new(RejectCode::StorageUnavailable, "inbox unavailable").frame();
+            }
+        };
+        match checked.against(stored.as_ref()) {
+            receiver::Decision::Accept {
+                record_id,
+                envelope_sha256,
+            } => {
+                self.accept(peer, &record, record_id, envelope_sha256, &envelope, now)
+                    .await
+            }
+            decision => {
+                if let receiver::Decision::Reject(refusal) = &decision {
+                    self.journal_refusal(peer, Some(&record), refusal).await;
+                }
+                decision.frame().unwrap_or_else(|| {
+                    Refusal::new(RejectCode::Internal, "no answer for a decision").frame()
+                })
+            }
+        }
+    }
+
+    fn lookup(&self, id: Uuid) -> Result<Option<Stored>, StoreError> {
+        Ok(self.store.lookup(id)?.map(|m| Stored {
+            envelope_sha256: m.envelope_sha256,
+            receipt: m.receipt,
+        }))
+    }
+
+    async fn accept(
+        &self,
+        peer: &SpiffeId,
+        record: &Record,
+        record_id: Uuid,
+        envelope_sha256: [u8; 32],
+        envelope: &[u8],
+        now: OffsetDateTime,
+    ) -> Frame {
+        let meta = NewInboxRecord {
+            id: record_id,
+            from: peer.node.clone(),
+            class: record.class.to_string(),
+            subject_ref: Some(record.subject_ref.to_hex()),
+            received_at: now,
+            envelope_sha256,
+        };
+        let mut journal = JournalDraft::new(
+            now,
+            self.node().clone(),
+            SYSTEM_ACTOR,
+            Operation::Receive,
+            Outcome::Success,
+        );
+        journal.purpose = Some(record.purpose.clone());
+        journal.justification = Some(record.justification.clone());
+        journal.legal_basis = Some(record.legal_basis.clone());
+        let sender = peer.node.clone();
+        let receiver = self.node().clone();
+        let signer = &self.signer;
+        // The receipt names the journal entry, so it is made inside the store's
+        // transaction: the record is never durable without its receipt.
+        let made = self
+            .store
+            .receive(meta, envelope, journal, |ctx| {
+                Receipt {
+                    v: pons_core::receipt::RECEIPT_VERSION,
+                    receiver: receiver.clone(),
+                    sender: sender.clone(),
+                    received_at: now,
+                    items: vec![ReceiptItem {
+                        record_id: ctx.id,
+                        envelope_sha256,
+                        journal_seq: ctx.journal_seq,
+                    }],
+                }
+                .seal(signer)
+                .map_err(|e| e.to_string())
+            })
+            .await;
+        match made {
+            Ok(received) => {
+                tracing::info!(record = %record_id, from = %peer.node, "record received");
+                Frame::Receipt {
+                    receipt: received.receipt,
+                }
+            }
+            // Two streams raced with the same record: answer as a duplicate would be.
+            Err(StoreError::AlreadyReceived { .. }) => match self.lookup(record_id) {
+                Ok(Some(stored)) if stored.envelope_sha256 == envelope_sha256 => Frame::Receipt {
+                    receipt: stored.receipt,
+                },
+                Ok(_) => Refusal::new(
+                    RejectCode::Conflict,
+                    format!("record {record_id} was already received with other bytes"),
+                )
+                .frame(),
+                Err(e) => {
+                    tracing::error!(error = %e, "inbox lookup failed");
+                    Refusal::new(RejectCode::StorageUnavailable, "inbox unavailable").frame()
+                }
+            },
+            Err(e) => {
+                tracing::error!(record = %record_id, error = %e, "cannot store a received record");
+                Refusal::new(
+                    RejectCode::StorageUnavailable,
+                    "the receiver cannot store the record now",
+                )
+                .frame()
+            }
+        }
+    }
+
+    async fn journal_refusal(&self, peer: &SpiffeId, record: Option<&Record>, refusal: &Refusal) {
+        tracing::warn!(peer = %peer.node, code = %refusal.code, reason = %refusal.reason, "record refused");
+        let mut journal = self.draft(SYSTEM_ACTOR, Operation::Reject, Outcome::Refused);
+        journal.counterpart = Some(peer.node.clone());
+        journal.justification = Some(format!("{}: {}", refusal.code, refusal.reason));
+        if let Some(r) = record {
+            journal.record_id = Some(*r.id.as_uuid());
+            journal.class = Some(r.class.to_string());
+            journal.subject_ref = Some(r.subject_ref.to_hex());
+        }
+        if let Err(e) = self.store.journal_refusal(journal).await {
+            tracing::error!(error = %e, "cannot journal a refusal");
+        }
+    }
+
+    // ---- responses from peers -----------------------------------------------------------
+
+    /// Handles the peer's answer to one delivery of record `id`.
+    pub async fn on_response(&self, peer: &NodeId, id: Uuid, frame: Frame) -> ResponseOutcome {
+        let uuid = id;
+        match frame {
+            Frame::Receipt { receipt } => match self.check_receipt(peer, id, &receipt) {
+                Ok(()) => {
+                    let mut journal =
+                        self.draft(SYSTEM_ACTOR, Operation::Disclose, Outcome::Success);
+                    // LED art. 25(1): a disclosure log names the recipient.
+                    journal.counterpart = Some(peer.clone());
+                    match self
+                        .store
+                        .mark_delivered(uuid, &receipt, self.now(), journal)
+                        .await
+                    {
+                        Ok(_) => {
+                            self.count(peer, true);
+                            ResponseOutcome::Delivered
+                        }
+                        // Delivered on another stream already: nothing more to do.
+                        Err(StoreError::InvalidTransition {
+                            from: StateKind::Delivered,
+                            ..
+                        }) => ResponseOutcome::Delivered,
+                        Err(e) => {
+                            tracing::error!(record = %id, error = %e, "cannot mark a record delivered");
+                            ResponseOutcome::Retry
+                        }
+                    }
+                }
+                Err(reason) => {
+                    // A receipt that does not verify proves nothing: keep the record and try
+                    // again; an honest receiver answers the original receipt.
+                    tracing::error!(record = %id, peer = %peer, %reason, "receipt refused");
+                    self.note_error(peer, format!("receipt for {id} refused: {reason}"));
+                    ResponseOutcome::Retry
+                }
+            },
+            Frame::Reject { code, reason } if code.is_permanent() => {
+                let mut journal = self.draft(SYSTEM_ACTOR, Operation::Reject, Outcome::Refused);
+                journal.counterpart = Some(peer.clone());
+                journal.justification = Some(format!("{code}: {reason}"));
+                self.note_error(peer, format!("record {id} rejected: {code}: {reason}"));
+                match self
+                    .store
+                    .mark_rejected(uuid, code.as_str(), &reason, self.now(), journal)
+                    .await
+                {
+                    Ok(_) => {
+                        self.count(peer, false);
+                        ResponseOutcome::Rejected
+                    }
+                    Err(StoreError::InvalidTransition { .. }) => ResponseOutcome::Rejected,
+                    Err(e) => {
+                        tracing::error!(record = %id, error = %e, "cannot mark a record rejected");
+                        ResponseOutcome::Retry
+                    }
+                }
+            }
+            Frame::Reject { code, reason } => {
+                self.note_error(peer, format!("record {id} deferred: {code}: {reason}"));
+                ResponseOutcome::Retry
+            }
+            other => {
+                self.note_error(
+                    peer,
+                    format!("unexpected {} frame in answer to {id}", other.type_name()),
+                );
+                ResponseOutcome::Retry
+            }
+        }
+    }
+
+    fn check_receipt(&self, peer: &NodeId, id: Uuid, receipt: &[u8]) -> Result<(), String> {
+        let envelope = self
+            .store
+            .outbox_envelope(id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("record {id} is not in the outbox"))?;
+        let hash = cose::envelope_sha256(&envelope);
+        let (receipt, signer) =
+            Receipt::open(receipt, &self.trust, self.now()).map_err(|e| e.to_string())?;
+        if signer != *peer {
+            return Err(format!(
+                "receipt is signed by {signer}, not by the recipient {peer}"
+            ));
+        }
+        if receipt.sender != *self.node() {
+            return Err(format!(
+                "receipt names sender {}, not {}",
+                receipt.sender,
+                self.node()
+            ));
+        }
+        if receipt.covers(id, &hash).is_none() {
+            return Err(format!(
+                "receipt does not cover record {id} with the bytes sent"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The envelope to send for record `id`, if it is still waiting.
+    ///
+    /// Each call counts as a delivery attempt (shown by `pons outbox show`).
+    pub fn envelope(&self, id: Uuid) -> Option<Vec<u8>> {
+        match self.store.outbox_get(id) {
+            Ok(Some(r)) if r.state.is_open() => {}
+            _ => return None,
+        }
+        if let Err(e) = self.store.record_attempt(id) {
+            tracing::warn!(record = %id, error = %e, "cannot count a delivery attempt");
+        }
+        self.store.outbox_envelope(id).ok().flatten()
+    }
+
+    /// Notes a transport failure towards `peer` for `pons status`.
+    pub fn transport_error(&self, peer: &NodeId, error: String) {
+        self.note_error(peer, error);
+    }
+
+    // ---- control requests ---------------------------------------------------------------
+
+    async fn outbox_list(&self, caller: &Caller) -> Result<serde_json::Value, Refused> {
+        require(
+            caller,
+            &[Role::Caseworker, Role::Operator, Role::Dpo],
+            "outbox list",
+        )?;
+        let records = self
+            .store
+            .outbox_list(&OutboxFilter::default())
+            .map_err(runtime)?;
+        Ok(json!(records
+            .iter()
+            .map(outbox_summary)
+            .collect::<Vec<_>>()))
+    }
+
+    async fn outbox_show(&self, caller: &Caller, id: &str) -> Result<serde_json::Value, Refused> {
+        require(
+            caller,
+            &[Role::Caseworker, Role::Operator, Role::Dpo],
+            "outbox show",
+        )?;
+        let id = parse_id(id)?;
+        let record =
+            self.store.outbox_get(id).map_err(runtime)?.ok_or_else(|| {
+                Response::invalid(format!("record {id}: not in the outbox"), vec![])
+            })?;
+        let mut out = outbox_summary(&record);
+        if let OutboxState::Delivered { receipt, .. } = &record.state {
+            // The receipt is re-verified on every show: what is displayed is what is signed.
+            match Receipt::open(receipt, &self.trust, self.now()) {
+                Ok((r, signer)) => {
+                    out["receipt"] = json!({
+                        "signed_by": signer,
+                        "received_at": r.received_at.format(&time::format_description::well_known::Rfc3339).ok(),
+                        "journal_seq": r.items.iter().find(|i| i.record_id == id).map(|i| i.journal_seq),
+                        "verified": true,
+                    })
+                }
+                Err(e) => out["receipt"] = json!({ "verified": false, "error": e.to_string() }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn inbox_list(&self, caller: &Caller) -> Result<serde_json::Value, Refused> {
+        require(
+            caller,
+            &[Role::Caseworker, Role::Operator, Role::Dpo],
+            "inbox list",
+        )?;
+        let records = self.store.inbox_list(usize::MAX).map_err(runtime)?;
+        Ok(json!(records
+            .iter()
+            .map(|r| json!({
+                "id": r.id,
+                "from": r.from,
+                "class": r.class,
+                "subject_ref": r.subject_ref,
+                "received_at": rfc3339(r.received_at),
+                "arrival_seq": r.arrival_seq,
+            }))
+            .collect::<Vec<_>>()))
+    }
+
+    /// A consultation of a received record: refused without a justification, journaled.
+    async fn inbox_show(
+        &self,
+        caller: &Caller,
+        id: &str,
+        justification: &str,
+        op: Operation,
+    ) -> Result<serde_json::Value, Refused> {
+        require(caller, &[Role::Caseworker, Role::Dpo], "inbox show")?;
+        let id = parse_id(id)?;
+        if justification.trim().is_empty() {
+            // LED art. 25(1): consultation logs must show the justification.
+            return Err(Response::invalid(
+                "justification: required to consult a record (LED art. 25)",
+                vec![],
+            ));
+        }
+        let (meta, envelope) = match (
+            self.store.inbox_get(id).map_err(runtime)?,
+            self.store.inbox_envelope(id).map_err(runtime)?,
+        ) {
+            (Some(m), Some(e)) => (m, e),
+            _ => {
+                return Err(Response::invalid(
+                    format!("record {id}: not in the inbox"),
+                    vec![],
+                ))
+            }
+        };
+        // Verify as at reception: the signer's certificate may have expired since.
+        let opened =
+            open_record(&envelope, &self.trust, meta.received_at, self.skew()).map_err(|e| {
+                Response::integrity(format!("record {id}: stored envelope does not verify: {e}"))
+            })?;
+        let mut journal = self.draft(&caller.user, op, Outcome::Success);
+        journal.role = caller.roles.iter().next().map(|r| r.to_string());
+        journal.record_id = Some(id);
+        journal.class = Some(meta.class.clone());
+        journal.subject_ref = meta.subject_ref.clone();
+        journal.counterpart = Some(meta.from.clone());
+        journal.justification = Some(justification.to_owned());
+        journal.purpose = Some(opened.record.purpose.clone());
+        journal.legal_basis = Some(opened.record.legal_basis.clone());
+        self.store.append_journal(journal).await.map_err(runtime)?;
+        Ok(json!({
+            "signer": opened.signer,
+            "envelope_sha256": hex::encode(opened.envelope_sha256),
+            "received_at": rfc3339(meta.received_at),
+            "record": opened.record,
+            "envelope": envelope,
+        }))
+    }
+
+    async fn export(
+        &self,
+        caller: &Caller,
+        id: &str,
+        format: &str,
+        justification: &str,
+    ) -> Result<serde_json::Value, Refused> {
+        if !matches!(format, "cose" | "json") {
+            return Err(Response::invalid(
+                format!("format: {format:?} is not cose or json"),
+                vec![],
+            ));
+        }
+        let mut out = self
+            .inbox_show(caller, id, justification, Operation::Export)
+            .await?;
+        if format == "cose" {
+            let envelope: Vec<u8> =
+                serde_json::from_value(out["envelope"].take()).unwrap_or_default();
+            Ok(json!({ "cose_base64": base64_encode(&envelope) }))
+        } else {
+            out.as_object_mut().map(|o| o.remove("envelope"));
+            Ok(out)
+        }
+    }
+
+    async fn status(&self, caller: &Caller) -> Result<serde_json::Value, Refused> {
+        require(
+            caller,
+            &[Role::Operator, Role::Dpo, Role::Caseworker],
+            "status",
+        )?;
+        let now = self.now();
+        let pending = self
+            .store
+            .outbox_list(&OutboxFilter::default())
+            .map_err(runtime)?;
+        let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for (peer, conf) in &self.config.peers {
+            let waiting: Vec<_> = pending
+                .iter()
+                .filter(|r| &r.to == peer && r.state.is_open())
+                .collect();
+            let oldest = waiting.iter().map(|r| r.created).min();
+            let status = peers.get(peer).cloned().unwrap_or_default();
+            out.push(json!({
+                "peer": peer,
+                "address": conf.address.to_string(),
+                "connected": self.links.get().and_then(|l| l.connected(peer)),
+                "queue": waiting.len(),
+                "oldest_pending_secs": oldest.map(|o| (now - o).whole_seconds()),
+                "delivered": status.delivered,
+                "rejected": status.rejected,
+                "last_error": status.last_error,
+                "last_error_at": status.last_error_at.map(rfc3339),
+            }));
+        }
+        let head = self.store.journal_head().map_err(runtime)?;
+        Ok(json!({
+            "node": self.node(),
+            "listen": self.config.listen.to_string(),
+            "up_secs": (now - self.started).whole_seconds(),
+            "recovered": self.store.was_recovered(),
+            "journal_seq": head.seq,
+            "inbox": self.store.inbox_list(usize::MAX).map(|v| v.len()).unwrap_or(0),
+            "peers": out,
+        }))
+    }
+}
+
+impl Handler for Runtime {
+    async fn handle(&self, caller: Caller, request: Request) -> Response {
+        let result = match request {
+            Request::Submit {
+                to,
+                class,
+                report,
+                purpose,
+                justification,
+            } => self
+                .submit(&caller, &to, &class, &report, purpose, justification)
+                .await
+                .map(|id| json!({ "id": id })),
+            Request::OutboxList => self.outbox_list(&caller).await,
+            Request::OutboxShow { id } => self.outbox_show(&caller, &id).await,
+            Request::InboxList => self.inbox_list(&caller).await,
+            Request::InboxShow { id, justification } => self
+                .inbox_show(&caller, &id, &justification, Operation::Consult)
+                .await
+                .map(|mut v| {
+                    v.as_object_mut().map(|o| o.remove("envelope"));
+                    v
+                }),
+            Request::RecordExport {
+                id,
+                format,
+                justification,
+            } => self.export(&caller, &id, &format, &justification).await,
+            Request::Status => self.status(&caller).await,
+        };
+        match result {
+            Ok(body) => Response::ok(body),
+            Err(refused) => refused,
+        }
+    }
+}
+
+impl InboundHandler for Runtime {
+    async fn on_deliver(&self, peer: &SpiffeId, envelope: Vec<u8>) -> Frame {
+        self.deliver(peer, envelope).await
+    }
+}
+
+fn require(caller: &Caller, roles: &[Role], what: &str) -> Result<(), Refused> {
+    if caller.has_any(roles) {
+        return Ok(());
+    }
+    let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+    Err(Response::invalid(
+        format!(
+            "{what} needs the role {}: user {} (uid {}) has none of them",
+            names.join(" or "),
+            caller.user,
+            caller.uid
+        ),
+        vec![],
+    ))
+}
+
+fn runtime(e: StoreError) -> Refused {
+    Response::runtime(e.to_string())
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Refused> {
+    RecordId::parse(id)
+        .map(|r| *r.as_uuid())
+        .map_err(|e| Response::invalid(format!("record id {id:?}: {e}"), vec![]))
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn outbox_summary(r: &pons_store::OutboxRecord) -> serde_json::Value {
+    let (state, detail) = match &r.state {
+        OutboxState::Delivered { at, .. } => ("delivered", json!({ "at": rfc3339(*at) })),
+        OutboxState::Rejected { code, reason, at } => (
+            "rejected",
+            json!({ "code": code, "reason": reason, "at": rfc3339(*at) }),
+        ),
+        OutboxState::InFlight => ("in-flight", json!(null)),
+        _ => ("pending", json!(null)),
+    };
+    json!({
+        "id": r.id,
+        "to": r.to,
+        "class": r.class,
+        "subject_ref": r.subject_ref,
+        "created": rfc3339(r.created),
+        "state": state,
+        "detail": detail,
+        "attempts": r.attempts,
+    })
+}
+
+/// The reject code for an envelope that did not open.
+fn refusal_for_envelope(e: &EnvelopeError) -> Refusal {
+    let code = match e {
+        EnvelopeError::Open(OpenError::Untrusted(_)) => RejectCode::UntrustedSigner,
+        EnvelopeError::Open(_) => RejectCode::InvalidSignature,
+        EnvelopeError::SignerMismatch { .. } => RejectCode::SignerMismatch,
+        EnvelopeError::Invalid { errors, .. }
+            if errors
+                .errors()
+                .iter()
+                .any(|e| e.rule == pons_core::validate::Rule::Classified) =>
+        {
+            RejectCode::ClassifiedMarking
+        }
+        _ => RejectCode::InvalidRecord,
+    };
+    Refusal::new(code, e.to_string())
+}
+
+/// A fresh UUIDv7 from `now` and the system random generator.
+pub fn new_record_id(now: OffsetDateTime) -> Result<RecordId, String> {
+    let mut random = [0u8; 10];
+    ring::rand::SystemRandom::new()
+        .fill(&mut random)
+        .map_err(|_| "the system random generator failed".to_owned())?;
+    Ok(RecordId::new_v7(now, random))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Deadline for draining in-flight work on shutdown.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
