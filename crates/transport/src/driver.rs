@@ -86,6 +86,7 @@ impl PeerDriver {
             connecting: None,
             streams: JoinSet::new(),
             tasks: HashMap::new(),
+            task_ids: HashMap::new(),
             pending: pending.clone(),
             draining: false,
         };
@@ -155,6 +156,8 @@ struct Run<O> {
     streams: JoinSet<(RecordId, usize, Attempt)>,
     /// Which record each stream task carries, to abort it on timeout.
     tasks: HashMap<RecordId, tokio::task::AbortHandle>,
+    /// The record of each stream task, to know which one a panicked task carried.
+    task_ids: HashMap<tokio::task::Id, RecordId>,
     pending: Arc<AtomicUsize>,
     draining: bool,
 }
@@ -207,12 +210,26 @@ impl<O: Outbox> Run<O> {
                     let waiting = self.connecting.take().map(|(_, w)| w).unwrap_or_default();
                     self.on_connected(connected.unwrap_or(Err(TransportError::Closed)), waiting);
                 }
-                Some(joined) = self.streams.join_next(), if !self.streams.is_empty() => {
-                    if let Ok((id, conn_id, attempt)) = joined {
-                        self.tasks.remove(&id);
-                        self.on_attempt(id, conn_id, attempt);
+                Some(joined) = self.streams.join_next_with_id(), if !self.streams.is_empty() => {
+                    match joined {
+                        Ok((task, (id, conn_id, attempt))) => {
+                            self.task_ids.remove(&task);
+                            if self.tasks.get(&id).map(|h| h.id()) == Some(task) {
+                                self.tasks.remove(&id);
+                            }
+                            self.on_attempt(id, conn_id, attempt);
+                        }
+                        Err(e) => {
+                            let id = self.task_ids.remove(&e.id());
+                            if let (true, Some(id)) = (e.is_panic(), id) {
+                                // The outbox panicked judging it: retry, as for a failure.
+                                tracing::error!(peer = %self.link.node(), record_id = %id, "outbox panicked");
+                                self.tasks.remove(&id);
+                                self.sender.on_stream_failed(id, now());
+                            }
+                            // A cancelled task was a timed-out stream: already retried.
+                        }
                     }
-                    // A cancelled task was a timed-out stream: the sender already retried it.
                 }
                 _ = sleep_until(wake) => {
                     if self.draining {
@@ -251,6 +268,9 @@ impl<O: Outbox> Run<O> {
                     _ => {
                         self.conn = None;
                         match &mut self.connecting {
+                            // Handed out again while waiting (its response timeout passed
+                            // before the connection came): it waits once.
+                            Some((_, waiting)) if waiting.contains(&id) => {}
                             Some((_, waiting)) => waiting.push(id),
                             None => {
                                 let link = self.link.clone();
@@ -267,6 +287,7 @@ impl<O: Outbox> Run<O> {
                 Event::TimedOut { record_id } => {
                     // Give the stream up: dropping its task resets it.
                     if let Some(task) = self.tasks.remove(&record_id) {
+                        self.task_ids.remove(&task.id());
                         task.abort();
                     }
                     tracing::info!(peer = %self.link.node(), %record_id, "no response in time");
@@ -313,7 +334,13 @@ impl<O: Outbox> Run<O> {
             };
             (id, conn_id, attempt)
         });
-        self.tasks.insert(id, handle);
+        self.task_ids.insert(handle.id(), id);
+        if let Some(previous) = self.tasks.insert(id, handle) {
+            // A stream for this record is still open (given up, then sent again): the
+            // newer one replaces it.
+            self.task_ids.remove(&previous.id());
+            previous.abort();
+        }
     }
 
     fn on_connected(&mut self, result: Result<Connection, TransportError>, waiting: Vec<RecordId>) {

@@ -60,7 +60,39 @@ impl Endpoint {
             Arc::new(quinn::TokioRuntime),
         )
         .map_err(|source| TransportError::Bind { addr, source })?;
-        Ok(Self {
+        Ok(Self::from_parts(quic, identity, client, limits))
+    }
+
+    /// Like [`Endpoint::bind`] on a socket the caller made: for tests that wrap the UDP
+    /// socket to drop or delay datagrams. A node uses [`Endpoint::bind`].
+    pub fn bind_socket(
+        socket: Arc<dyn quinn::AsyncUdpSocket>,
+        identity: &NodeIdentity,
+        trust: &FederationTrust,
+        limits: Limits,
+    ) -> Result<Self, TransportError> {
+        check_limits(&limits)?;
+        let (server, client) = configs(identity, trust, &limits)?;
+        let addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let quic = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| TransportError::Bind { addr, source })?;
+        Ok(Self::from_parts(quic, identity, client, limits))
+    }
+
+    fn from_parts(
+        quic: quinn::Endpoint,
+        identity: &NodeIdentity,
+        client: quinn::ClientConfig,
+        limits: Limits,
+    ) -> Self {
+        Self {
             shared: Arc::new(Shared {
                 quic,
                 local: identity.spiffe_id().clone(),
@@ -69,7 +101,7 @@ impl Endpoint {
                 inflight: Arc::new(Inflight::default()),
                 accept_task: Mutex::new(None),
             }),
-        })
+        }
     }
 
     /// The bound address (with the actual port when bound on port 0).
@@ -91,8 +123,8 @@ impl Endpoint {
     }
 
     /// Starts accepting peers: every `Deliver` on every stream of every connection from a
-    /// node of the federation goes to `handler`. Calling it again replaces the handler for
-    /// connections accepted from then on.
+    /// node of the federation goes to `handler`. Calling it again replaces the handler and
+    /// drops the connections accepted under the previous one.
     pub fn serve<H: InboundHandler>(&self, handler: Arc<H>) {
         let task = tokio::spawn(inbound::accept_loop(
             self.shared.quic.clone(),

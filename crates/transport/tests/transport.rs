@@ -8,5 +8,6 @@ mod transport {
     mod driver;
     mod framing;
     mod identity;
+    mod lossy;
     mod restart;
 }
