@@ -48,6 +48,7 @@ pub enum ResponseOutcome {
 
 enum Command {
     Enqueue(RecordId),
+    Cancel(RecordId),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -104,6 +105,13 @@ impl PeerDriver {
     /// Ignored after [`PeerDriver::shutdown`] began.
     pub fn enqueue(&self, id: RecordId) {
         let _ = self.commands.send(Command::Enqueue(id));
+    }
+
+    /// Stops delivering a record (withdrawn or erased) if it is waiting for an attempt.
+    /// A record in flight finishes its attempt; the outbox should then answer `None` from
+    /// [`Outbox::envelope`] for it, which drops it at its next attempt.
+    pub fn cancel(&self, id: RecordId) {
+        let _ = self.commands.send(Command::Cancel(id));
     }
 
     /// Records queued or in flight, as of the driver's last step.
@@ -186,6 +194,9 @@ impl<O: Outbox> Run<O> {
                 command = commands.recv(), if !self.draining => match command {
                     Some(Command::Enqueue(id)) => {
                         self.sender.enqueue(id, now());
+                    }
+                    Some(Command::Cancel(id)) => {
+                        self.sender.cancel(id);
                     }
                     Some(Command::Shutdown(done)) => {
                         shutdown_waiters.push(done);
@@ -389,9 +400,9 @@ impl<O: Outbox> Run<O> {
             Attempt::Answered(_, _) => self.sender.on_stream_failed(id, now),
             Attempt::Gone => {
                 tracing::info!(peer = %self.link.node(), record_id = %id, "record no longer in the outbox; not sent");
-                // The sender has no call to drop a record; a receipt makes it forget it
-                // (the driver never reports delivery itself: the node's outbox does).
-                self.sender.on_receipt(id, now);
+                // Only a waiting record can be cancelled: end the attempt first.
+                self.sender.on_stream_failed(id, now);
+                self.sender.cancel(id);
             }
             Attempt::Failed(e) => {
                 tracing::debug!(peer = %self.link.node(), record_id = %id, error = %e, "stream failed");
