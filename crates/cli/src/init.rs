@@ -19,6 +19,19 @@ use crate::flags::InitArgs;
 use crate::pki::PSEUDONYM_KEY_FILE;
 
 pub fn run(args: &InitArgs) -> Outcome {
+    let config_path = make(args)?;
+    println!(
+        "node {} initialised in {}",
+        args.node_id,
+        args.dir.display()
+    );
+    println!("  config  {}", config_path.display());
+    println!("  run     pons node run --config {}", config_path.display());
+    Ok(())
+}
+
+/// Makes the node directory; returns the configuration file's path.
+pub fn make(args: &InitArgs) -> Result<std::path::PathBuf, crate::exit::Failure> {
     let node = NodeId::new(&args.node_id).context("--node-id").invalid()?;
     let toml = render(args, &node).invalid()?;
     // Check the whole configuration before writing anything.
@@ -66,10 +79,7 @@ pub fn run(args: &InitArgs) -> Outcome {
         copy(from, &certs.join(name), *secret)?;
     }
     write_new(&config_path, toml.as_bytes(), false)?;
-    println!("node {node} initialised in {}", args.dir.display());
-    println!("  config  {}", config_path.display());
-    println!("  run     pons node run --config {}", config_path.display());
-    Ok(())
+    Ok(config_path)
 }
 
 fn render(args: &InitArgs, node: &NodeId) -> anyhow::Result<String> {

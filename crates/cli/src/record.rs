@@ -6,6 +6,7 @@ use anyhow::{anyhow, Context};
 use pons_core::envelope::{open_record, seal_record, EnvelopeError};
 use pons_core::pseudonym::PseudonymKey;
 use pons_core::record::RecordId;
+use pons_core::retention::RetentionPolicy;
 use pons_core::validate::{Draft, DraftContext, ValidationErrors};
 use pons_core::{NodeId, Signer, SigningKey, SpiffeId};
 use pons_pki::FederationTrust;
@@ -41,7 +42,7 @@ fn check(args: &CheckArgs) -> Outcome {
     let now = OffsetDateTime::now_utc();
     let from = NodeId::new("sender").map_err(|e| anyhow!("{e}"))?;
     let to = NodeId::new("recipient").map_err(|e| anyhow!("{e}"))?;
-    let ctx = draft_context(now, from, to, &key, None, None)?;
+    let ctx = draft_context(&draft, now, from, to, &key, None, None)?;
     draft
         .into_record(&ctx)
         .map_err(|e| validation_failure(&args.file, e))?;
@@ -64,6 +65,7 @@ fn seal(args: &SealArgs) -> Outcome {
     let draft =
         Draft::parse_json(&args.class, &bytes).map_err(|e| validation_failure(&args.file, e))?;
     let ctx = draft_context(
+        &draft,
         now,
         signer.node().clone(),
         to,
@@ -152,6 +154,7 @@ pub fn new_record_id(now: OffsetDateTime) -> anyhow::Result<RecordId> {
 }
 
 fn draft_context<'a>(
+    draft: &Draft,
     now: OffsetDateTime,
     from: NodeId,
     to: NodeId,
@@ -159,6 +162,7 @@ fn draft_context<'a>(
     purpose: Option<String>,
     justification: Option<String>,
 ) -> anyhow::Result<DraftContext<'a>> {
+    let (review_by, erase_by) = RetentionPolicy::default_for(draft.class).deadlines(now.date());
     Ok(DraftContext {
         id: new_record_id(now)?,
         from,
@@ -168,8 +172,8 @@ fn draft_context<'a>(
         justification,
         pseudonym_key: key,
         subject_ref: None,
-        default_review_by: None,
-        default_erase_by: None,
+        default_review_by: Some(review_by),
+        default_erase_by: Some(erase_by),
         clock_skew: CLOCK_SKEW,
     })
 }

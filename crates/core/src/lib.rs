@@ -15,11 +15,12 @@ pub mod key;
 pub mod pseudonym;
 pub mod receipt;
 pub mod record;
+pub mod retention;
 pub mod trust;
 pub mod validate;
 
-pub use envelope::{open_record, seal_record, EnvelopeError, OpenedRecord};
 pub use cose::{OpenError, Opened, SealError, Signer, SignerError};
+pub use envelope::{open_record, seal_record, EnvelopeError, OpenedRecord};
 pub use identity::{IdentityError, NodeId, SpiffeId};
 pub use key::{KeyError, SigningAlgorithm, SigningKey};
 pub use pseudonym::{PseudonymKey, SubjectRef};

@@ -549,3 +549,34 @@ dpo = { users = ["dora"] }
         assert!(err.to_string().contains("federation"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    use super::*;
+
+    /// The configurations in `config/` parse and carry the documented policy.
+    #[test]
+    fn shipped_configs_parse_with_the_documented_policy() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let load = |name: &str| Config::load(&dir.join(name)).unwrap();
+        let (a, c, n) = (
+            load("adolescence.toml"),
+            load("cuta.toml"),
+            load("nccn.toml"),
+        );
+        let id = |s: &str| NodeId::new(s).unwrap();
+        assert!(a.may_send(&id("cuta"), "minor-risk-report"));
+        assert!(c.may_receive(&id("adolescence"), "minor-risk-report"));
+        assert!(c.may_send(&id("adolescence"), "follow-up-request"));
+        assert!(a.may_receive(&id("cuta"), "follow-up-request"));
+        assert!(n.may_send(&id("cuta"), "protection-file"));
+        assert!(c.may_receive(&id("nccn"), "protection-file"));
+        assert!(c.may_send(&id("nccn"), "protection-file"));
+        assert!(!c.may_receive(&id("nccn"), "minor-risk-report"));
+        let ports: BTreeSet<u16> = [a.listen.port(), c.listen.port(), n.listen.port()].into();
+        assert_eq!(ports.len(), 3, "one machine: different ports");
+        assert_eq!(c.peers[&id("adolescence")].address, a.listen);
+        assert_eq!(a.peers[&id("cuta")].address, c.listen);
+        assert_eq!(n.peers[&id("cuta")].address, c.listen);
+    }
+}

@@ -16,6 +16,7 @@ use pons_core::journal::{JournalDraft, Operation, Outcome, SYSTEM_ACTOR};
 use pons_core::pseudonym::PseudonymKey;
 use pons_core::receipt::{Receipt, ReceiptItem};
 use pons_core::record::{Record, RecordId};
+use pons_core::retention::RetentionPolicy;
 use pons_core::validate::{Draft, DraftContext};
 use pons_core::{NodeId, OpenError, Signer, SpiffeId, Trust};
 use pons_proto::receiver::{self, Policy, Refusal, Stored, Verified};
@@ -206,7 +207,21 @@ impl Runtime {
                 problems,
             ));
         };
+        // A record about an earlier record carries that record's subject pseudonym; the
+        // earlier record must have been exchanged with the same peer.
+        let subject_ref = match draft.body.refers_to() {
+            None => None,
+            Some(earlier) => Some(self.subject_of(&earlier, &to).ok_or_else(|| {
+                Response::invalid(
+                    "report refused (1 problems); nothing was stored",
+                    vec![format!(
+                        "body: record {earlier} referred to was not exchanged with {to} by this node"
+                    )],
+                )
+            })?),
+        };
         let now = self.now();
+        let (review_by, erase_by) = RetentionPolicy::default_for(draft.class).deadlines(now.date());
         let ctx = DraftContext {
             id: new_record_id(now).map_err(Response::runtime)?,
             from: self.node().clone(),
@@ -215,9 +230,9 @@ impl Runtime {
             purpose,
             justification,
             pseudonym_key: &self.pseudonym_key,
-            subject_ref: None,
-            default_review_by: None,
-            default_erase_by: None,
+            subject_ref,
+            default_review_by: Some(review_by),
+            default_erase_by: Some(erase_by),
             clock_skew: self.skew(),
         };
         let record = draft.into_record(&ctx).map_err(|errors| {
@@ -255,6 +270,18 @@ impl Runtime {
         }
         tracing::info!(record = %record.id, to = %to, class = %record.class, "record accepted");
         Ok(record.id)
+    }
+
+    /// The subject pseudonym of an earlier record exchanged with `peer`: one it received
+    /// from `peer`, or one it sent to `peer`.
+    fn subject_of(&self, id: &RecordId, peer: &NodeId) -> Option<pons_core::SubjectRef> {
+        let uuid = *id.as_uuid();
+        let hex = match (self.store.inbox_get(uuid), self.store.outbox_get(uuid)) {
+            (Ok(Some(r)), _) if &r.from == peer => r.subject_ref,
+            (_, Ok(Some(r))) if &r.to == peer => r.subject_ref,
+            _ => None,
+        }?;
+        pons_core::SubjectRef::parse_hex(&hex).ok()
     }
 
     // ---- inbound ----------------------------------------------------------------------
@@ -444,11 +471,17 @@ impl Runtime {
         let uuid = id;
         match frame {
             Frame::Receipt { receipt } => match self.check_receipt(peer, id, &receipt) {
-                Ok(()) => {
+                Ok(record) => {
                     let mut journal =
                         self.draft(SYSTEM_ACTOR, Operation::Disclose, Outcome::Success);
-                    // LED art. 25(1): a disclosure log names the recipient.
+                    // LED art. 25(1): a disclosure log names the recipient, the justification
+                    // and the time.
                     journal.counterpart = Some(peer.clone());
+                    if let Some(record) = record {
+                        journal.purpose = Some(record.purpose);
+                        journal.justification = Some(record.justification);
+                        journal.legal_basis = Some(record.legal_basis);
+                    }
                     match self
                         .store
                         .mark_delivered(uuid, &receipt, self.now(), journal)
@@ -512,7 +545,14 @@ impl Runtime {
         }
     }
 
-    fn check_receipt(&self, peer: &NodeId, id: Uuid, receipt: &[u8]) -> Result<(), String> {
+    /// Checks a receipt against the exact envelope sent; returns the record sent (for the
+    /// disclosure's journal entry) when it can be read back.
+    fn check_receipt(
+        &self,
+        peer: &NodeId,
+        id: Uuid,
+        receipt: &[u8],
+    ) -> Result<Option<Record>, String> {
         let envelope = self
             .store
             .outbox_envelope(id)
@@ -538,7 +578,15 @@ impl Runtime {
                 "receipt does not cover record {id} with the bytes sent"
             ));
         }
-        Ok(())
+        let sent = cose::open(
+            &envelope,
+            cose::RECORD_CONTENT_TYPE,
+            &self.trust,
+            self.now(),
+        )
+        .ok()
+        .and_then(|o| Record::from_cbor(&o.payload).ok());
+        Ok(sent)
     }
 
     /// The envelope to send for record `id`, if it is still waiting.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Month};
 
 use crate::pseudonym::SubjectIdentity;
+use crate::record::RecordId;
 use crate::validate::{
     check_opt_text, check_text, CheckContext, Fields, Rule, TextKind, ValidationErrors,
     MAX_LINE_CHARS, MAX_NAME_CHARS,
@@ -176,6 +177,20 @@ impl Body {
             Body::FollowUpRequest(b) => b.subject_identity(),
             Body::Rectification(b) => b.subject_identity(),
             Body::ErasureNotice(b) => b.subject_identity(),
+        }
+    }
+
+    /// The earlier record this body is about, for classes that refer to one
+    /// (follow-up-request, rectification, erasure-notice).
+    ///
+    /// Such a record takes its `subject_ref` from the record referred to, which the
+    /// sending node must hold (sent to or received from the same peer).
+    pub fn refers_to(&self) -> Option<RecordId> {
+        match self {
+            Body::FollowUpRequest(b) => Some(b.refers_to),
+            Body::Rectification(b) => Some(b.supersedes),
+            Body::ErasureNotice(b) => Some(b.record),
+            Body::MinorRiskReport(_) | Body::ProtectionFile(_) => None,
         }
     }
 
