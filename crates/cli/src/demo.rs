@@ -63,7 +63,7 @@ pub fn run(args: &DemoArgs) -> Outcome {
     let a_conf = crate::init::make(&InitArgs {
         node_id: "adolescence".into(),
         dir: dir.join("adolescence"),
-        certs: certs.clone(),
+        certs: Some(certs.clone()),
         federation: "pons.example".into(),
         listen: format!("127.0.0.1:{pa}"),
         peer: vec![format!("cuta=127.0.0.1:{pc}")],
@@ -76,7 +76,7 @@ pub fn run(args: &DemoArgs) -> Outcome {
     let c_conf = crate::init::make(&InitArgs {
         node_id: "cuta".into(),
         dir: dir.join("cuta"),
-        certs: certs.clone(),
+        certs: Some(certs.clone()),
         federation: "pons.example".into(),
         listen: format!("127.0.0.1:{pc}"),
         peer: vec![format!("adolescence=127.0.0.1:{pa}")],

@@ -89,9 +89,10 @@ pub struct InitArgs {
     pub dir: PathBuf,
     /// A directory made by `pons pki dev-ca` (or laid out the same way by an agency PKI):
     /// `ca.pem`, `ca.crl.pem`, `pseudonym.key` and `<node-id>/{tls,sign}.{pem,key}` are
-    /// copied into the node's `certs/`.
+    /// copied into the node's `certs/`. Without it, a development federation with this
+    /// node alone is made in `DIR/dev-federation` (DEV ONLY).
     #[arg(long, value_name = "DIR")]
-    pub certs: PathBuf,
+    pub certs: Option<PathBuf>,
     /// The federation (SPIFFE trust domain).
     #[arg(long, default_value = "pons.example")]
     pub federation: String,

@@ -59,7 +59,26 @@ pub fn make(args: &InitArgs) -> Result<std::path::PathBuf, crate::exit::Failure>
         .create(args.dir.join("data"))
         .with_context(|| format!("cannot create {}", args.dir.join("data").display()))?;
 
-    let src = &args.certs;
+    let dev;
+    let src = match &args.certs {
+        Some(dir) => dir,
+        None => {
+            dev = args.dir.join("dev-federation");
+            eprintln!(
+                "pons: no --certs: making a DEVELOPMENT federation for {node} alone in {} \
+                 (DEV ONLY; peers need certificates from one common CA)",
+                dev.display()
+            );
+            crate::pki::make_dev_federation(
+                &dev,
+                std::slice::from_ref(&node),
+                &args.federation,
+                pons_pki::KeyAlgorithm::Ed25519,
+                args.force,
+            )?;
+            &dev
+        }
+    };
     let node_src = src.join(node.as_str());
     let copies = [
         (src.join("ca.pem"), "ca.pem", false),
