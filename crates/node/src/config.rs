@@ -37,6 +37,8 @@ pub struct Config {
     pub limits: Limits,
     /// Storage settings.
     pub storage: Storage,
+    /// The feed's sinks (`[[sink]]`): where accepted records go in the agency.
+    pub sinks: Vec<crate::feed::SinkConfig>,
 }
 
 /// TLS files.
@@ -215,6 +217,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     storage: RawStorage,
+    #[serde(default, rename = "sink")]
+    sinks: Vec<crate::feed::RawSink>,
 }
 
 #[derive(Deserialize)]
@@ -402,6 +406,9 @@ impl Config {
             ));
         }
 
+        let sinks = crate::feed::resolve_sinks(raw.sinks, &base)
+            .map_err(|(field, rule)| invalid(&field, rule))?;
+
         Ok(Self {
             node_id,
             federation: raw.federation,
@@ -424,6 +431,7 @@ impl Config {
             storage: Storage {
                 sync: raw.storage.sync,
             },
+            sinks,
         })
     }
 

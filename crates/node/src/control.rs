@@ -65,6 +65,36 @@ pub enum Request {
     },
     /// Peers, queues and errors.
     Status,
+    /// Read a `stream` sink of the feed: records after `from` (default: its cursor).
+    FeedRead {
+        /// The sink; may be left out when the node has one stream sink.
+        sink: Option<String>,
+        /// Read after this arrival number instead of after the sink's cursor.
+        from: Option<u64>,
+        /// The most records to return (default 100, at most 1000).
+        limit: Option<usize>,
+        /// When nothing is there, wait up to this long for a record (at most 60 s).
+        wait_ms: Option<u64>,
+    },
+    /// Acknowledge a `stream` sink's records up to `cursor` (journaled as disclosures).
+    FeedAck {
+        /// The sink; may be left out when the node has one stream sink.
+        sink: Option<String>,
+        /// The arrival number of the last record taken.
+        cursor: u64,
+    },
+    /// Records the feed's sinks set aside.
+    FeedDeadLetters {
+        /// Only this sink's.
+        sink: Option<String>,
+    },
+    /// Hand a dead letter over again.
+    FeedRetry {
+        /// The sink; found from the record when left out.
+        sink: Option<String>,
+        /// The record id.
+        id: String,
+    },
 }
 
 /// The answer to a request.

@@ -170,6 +170,14 @@ pub async fn run(
         drivers: Mutex::new(Some(drivers)),
     });
     runtime.set_links(links.clone());
+    // The feed starts before the endpoint serves, so that no arrival goes unannounced.
+    let feed = crate::feed::Feed::new(config.sinks.clone(), trust.to_core()?);
+    feed.start(runtime.clone())
+        .map_err(|rule| NodeError::Config {
+            field: "sink",
+            rule,
+        })?;
+    runtime.set_feed(feed.clone());
     endpoint.serve(runtime.clone());
 
     // Everything not yet delivered or rejected resumes: nothing acknowledged is lost.
@@ -228,6 +236,8 @@ pub async fn run(
         tracing::warn!("drain deadline passed; unfinished deliveries resume at the next start");
     }
     endpoint.close().await;
+    // A hand-over cut short here is repeated at the next start: its cursor did not move.
+    feed.shutdown(DRAIN_DEADLINE).await;
     runtime
         .store
         .flush()

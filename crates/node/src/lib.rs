@@ -7,6 +7,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod feed;
 pub mod runtime;
 pub mod secret;
 

@@ -75,6 +75,7 @@ pub struct Runtime {
     clock: Clock,
     peers: Mutex<BTreeMap<NodeId, PeerStatus>>,
     links: OnceLock<Arc<dyn Links>>,
+    feed: OnceLock<Arc<crate::feed::Feed>>,
     started: OffsetDateTime,
 }
 
@@ -106,8 +107,14 @@ impl Runtime {
             clock,
             peers: Mutex::new(peers),
             links: OnceLock::new(),
+            feed: OnceLock::new(),
             started,
         }
+    }
+
+    /// Connects the runtime to the feed, woken by each record received.
+    pub fn set_feed(&self, feed: Arc<crate::feed::Feed>) {
+        let _ = self.feed.set(feed);
     }
 
     /// Connects the runtime to the network once the transport is up.
@@ -419,6 +426,9 @@ impl Runtime {
         match made {
             Ok(received) => {
                 tracing::info!(record = %record_id, from = %peer.node, "record received");
+                if let Some(feed) = self.feed.get() {
+                    feed.wake(received.arrival_seq);
+                }
                 Frame::Receipt {
                     receipt: received.receipt,
                 }
@@ -795,6 +805,7 @@ impl Runtime {
             "journal_seq": head.seq,
             "inbox": self.store.inbox_list(usize::MAX).map(|v| v.len()).unwrap_or(0),
             "peers": out,
+            "feed": self.feed.get().map(|f| f.status(self)),
         }))
     }
 }
@@ -828,6 +839,13 @@ impl Handler for Runtime {
                 justification,
             } => self.export(&caller, &id, &format, &justification).await,
             Request::Status => self.status(&caller).await,
+            request @ (Request::FeedRead { .. }
+            | Request::FeedAck { .. }
+            | Request::FeedDeadLetters { .. }
+            | Request::FeedRetry { .. }) => match self.feed.get() {
+                Some(feed) => crate::feed::handle(feed, self, &caller, request).await,
+                None => Err(Response::runtime("the feed is not running")),
+            },
         };
         match result {
             Ok(body) => Response::ok(body),

@@ -103,6 +103,34 @@ pub enum StoreError {
     /// A background task (fdatasync) did not complete.
     #[error("background task: {0}")]
     Task(String),
+    /// A feed acknowledgement names an arrival number the inbox does not hold.
+    #[error("feed sink {sink}: cannot advance to {to}: no record has arrival number {missing}")]
+    FeedBeyondInbox {
+        /// The sink.
+        sink: String,
+        /// The requested cursor.
+        to: u64,
+        /// The first arrival number not in the inbox.
+        missing: u64,
+    },
+    /// A feed change expected the sink's cursor elsewhere (another writer moved it).
+    #[error("feed sink {sink}: cursor is {found}, expected {expected}")]
+    FeedCursorMoved {
+        /// The sink.
+        sink: String,
+        /// The cursor the change expected.
+        expected: u64,
+        /// The cursor found.
+        found: u64,
+    },
+    /// No dead letter of this sink holds this record.
+    #[error("feed sink {sink}: record {id} is not a dead letter")]
+    NoDeadLetter {
+        /// The sink.
+        sink: String,
+        /// The record id.
+        id: Uuid,
+    },
 }
 
 impl From<sled::Error> for StoreError {

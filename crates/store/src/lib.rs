@@ -22,6 +22,7 @@
 
 mod codec;
 mod error;
+mod feed;
 mod inbox;
 mod journal;
 mod outbox;
@@ -38,6 +39,7 @@ use sled::transaction::{
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use feed::{DeadLetter, FeedAdvance};
 pub use inbox::{InboxMeta, InboxRecord, NewInboxRecord, ReceiptContext, Received};
 pub use outbox::{NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, StateKind};
 
@@ -95,6 +97,7 @@ struct Trees {
     receipts: sled::Tree,
     journal: sled::Tree,
     meta: sled::Tree,
+    feed: sled::Tree,
 }
 
 /// The trees as seen inside one transaction.
@@ -108,6 +111,7 @@ pub(crate) struct Tx<'a> {
     pub(crate) receipts: &'a TransactionalTree,
     pub(crate) journal: &'a TransactionalTree,
     pub(crate) meta: &'a TransactionalTree,
+    pub(crate) feed: &'a TransactionalTree,
 }
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -193,6 +197,7 @@ impl Store {
             receipts: db.open_tree("receipts")?,
             journal: db.open_tree("journal")?,
             meta: db.open_tree("meta")?,
+            feed: db.open_tree("feed")?,
         };
         let db_file = match options.durability {
             Durability::Flush => None,
@@ -270,8 +275,9 @@ impl Store {
             &t.receipts,
             &t.journal,
             &t.meta,
+            &t.feed,
         )
-            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt)| {
+            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd)| {
                 f(&Tx {
                     outbox: ob,
                     outbox_body: obb,
@@ -282,6 +288,7 @@ impl Store {
                     receipts: rc,
                     journal: jn,
                     meta: mt,
+                    feed: fd,
                 })
             });
         let value = match result {

@@ -1,0 +1,654 @@
+//! The feed: every record this node accepted, handed to the agency's own systems through
+//! the sinks named in the configuration, exactly once per sink, in arrival order.
+//!
+//! Each sink keeps a **cursor** in the store: the arrival number up to which every record was
+//! handed over (or set aside as a dead letter). A push sink (`spool`, `exec`, `nats`) has a
+//! worker that reads the inbox after its cursor, hands the records over, and only then moves
+//! the cursor — with one `disclose` journal entry per record, in the same store transaction
+//! ([`pons_store::Store::feed_advance`]). A `stream` sink has no worker: `pons feed` reads it
+//! through the control socket and moves its cursor by acknowledging.
+//!
+//! Delivery is at least once: a crash between a hand-over and the cursor's move hands the
+//! record over again after the restart. Consumers make it exactly once by keeping each
+//! record id only once (the spool names its files by record id; every feed record carries
+//! its id, and NATS deduplicates on the `Nats-Msg-Id` header). See
+//! `docs/integrating-a-feed.md`.
+//!
+//! Journal entries of hand-overs (LED art. 25(1): a disclosure log names its recipient): the
+//! recipient is the agency's own system, which is not a node, so `counterpart` is empty and
+//! `justification` is `sink:<name>`; `purpose` and `legal_basis` are the record's.
+
+mod exec;
+mod nats;
+mod sink;
+mod spool;
+mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use pons_core::envelope::open_record;
+use pons_core::journal::{JournalDraft, Operation, Outcome, SYSTEM_ACTOR};
+use pons_core::Trust;
+use pons_store::{DeadLetter, InboxRecord, StoreError};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::control::{Caller, Response};
+use crate::runtime::Runtime;
+
+pub(crate) use sink::{resolve_sinks, RawSink};
+pub use sink::{ExecSink, NatsSink, SinkConfig, SinkKind};
+
+/// The `format` of every feed record: its JSON Schema is `docs/feed-record.schema.json`.
+pub const FEED_FORMAT: &str = "pons-feed-record/1";
+
+/// Records a worker reads and hands over at a time.
+const BATCH: usize = 256;
+
+/// What a hand-over attempt achieved: the records taken (a prefix of those offered) and,
+/// when fewer than all were taken, why the next one was not.
+#[derive(Debug, Default)]
+pub(crate) struct Pushed {
+    /// How many of the offered records the sink took.
+    pub taken: usize,
+    /// Why it stopped before the end.
+    pub error: Option<String>,
+}
+
+/// One record ready for a sink: its metadata and its feed record as JSON bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// The inbox metadata.
+    pub rec: InboxRecord,
+    /// The feed record, JSON, one line without the newline.
+    pub json: Vec<u8>,
+}
+
+/// What a push sink does. Workers call it with records in arrival order.
+pub(crate) trait Push: Send + 'static {
+    /// Hands `items` over in order; stops at the first failure.
+    fn push(&mut self, items: &[Item]) -> impl std::future::Future<Output = Pushed> + Send;
+    /// After this many consecutive failures of the same record, it becomes a dead letter;
+    /// `None`: retried until it goes through (a full disk is not the record's fault).
+    fn max_attempts(&self) -> Option<u32>;
+    /// The backoff between failed attempts.
+    fn backoff(&self) -> pons_proto::Backoff;
+    /// Records offered per hand-over; the cursor moves after each hand-over.
+    fn batch(&self) -> usize {
+        BATCH
+    }
+}
+
+/// What `pons status` shows of one sink, since the node started.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct SinkStatus {
+    handed_over: u64,
+    last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_error_at: Option<OffsetDateTime>,
+}
+
+/// The running feed: the sinks, their workers and what wakes them.
+pub struct Feed {
+    sinks: Vec<SinkConfig>,
+    trust: Trust,
+    /// The highest arrival number announced; workers and long polls wait on it.
+    arrivals: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    status: Mutex<BTreeMap<String, SinkStatus>>,
+}
+
+impl Feed {
+    /// A feed for `sinks`; `trust` verifies stored envelopes again before each hand-over.
+    pub fn new(sinks: Vec<SinkConfig>, trust: Trust) -> Arc<Self> {
+        let status = sinks
+            .iter()
+            .map(|s| (s.name.clone(), SinkStatus::default()))
+            .collect();
+        Arc::new(Self {
+            sinks,
+            trust,
+            arrivals: watch::Sender::new(0),
+            stop: watch::Sender::new(false),
+            tasks: Mutex::new(Vec::new()),
+            status: Mutex::new(status),
+        })
+    }
+
+    /// The configured sinks.
+    pub fn sinks(&self) -> &[SinkConfig] {
+        &self.sinks
+    }
+
+    /// Starts one worker per push sink (`spool`, `exec`, `nats`).
+    pub fn start(self: &Arc<Self>, runtime: Arc<Runtime>) -> Result<(), String> {
+        let mut tasks = Vec::new();
+        for sink in &self.sinks {
+            let name = sink.name.clone();
+            let task = match &sink.kind {
+                SinkKind::Spool { dir } => {
+                    let push = spool::Spool::open(dir.clone())
+                        .map_err(|e| format!("sink {name}: spool {}: {e}", dir.display()))?;
+                    tokio::spawn(worker(self.clone(), runtime.clone(), name, push))
+                }
+                SinkKind::Exec(conf) => tokio::spawn(worker(
+                    self.clone(),
+                    runtime.clone(),
+                    name.clone(),
+                    exec::Exec::new(&name, conf.clone()),
+                )),
+                SinkKind::Nats(conf) => tokio::spawn(worker(
+                    self.clone(),
+                    runtime.clone(),
+                    name,
+                    nats::Nats::new(conf.clone()),
+                )),
+                SinkKind::Stream => continue,
+            };
+            tasks.push(task);
+        }
+        if let Ok(mut t) = self.tasks.lock() {
+            t.extend(tasks);
+        }
+        Ok(())
+    }
+
+    /// A record with arrival number `arrival_seq` is durable in the inbox: wake the sinks.
+    pub fn wake(&self, arrival_seq: u64) {
+        self.arrivals.send_modify(|v| *v = (*v).max(arrival_seq));
+    }
+
+    /// Stops the workers: a hand-over in progress is abandoned and repeated after the next
+    /// start (its cursor did not move). Waits for them, at most `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.stop.send_replace(true);
+        let tasks: Vec<_> = self
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
+        for task in tasks {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(deadline, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+
+    fn sink(&self, name: Option<&str>, want_stream: bool) -> Result<&SinkConfig, Response> {
+        match name {
+            Some(n) => {
+                self.sinks.iter().find(|s| s.name == n).ok_or_else(|| {
+                    Response::invalid(format!("sink: no sink is named {n:?}"), vec![])
+                })
+            }
+            None => {
+                let candidates: Vec<_> = self
+                    .sinks
+                    .iter()
+                    .filter(|s| !want_stream || matches!(s.kind, SinkKind::Stream))
+                    .collect();
+                match candidates.as_slice() {
+                    [one] => Ok(one),
+                    [] if want_stream => Err(Response::invalid(
+                        "sink: this node has no sink of kind stream (add a [[sink]] with kind = \"stream\")",
+                        vec![],
+                    )),
+                    [] => Err(Response::invalid("sink: this node has no sinks", vec![])),
+                    _ => Err(Response::invalid(
+                        "sink: this node has several sinks: name one with --sink",
+                        vec![],
+                    )),
+                }
+            }
+        }
+    }
+
+    fn note(&self, sink: &str, handed_over: usize, error: Option<&str>, now: OffsetDateTime) {
+        if let Ok(mut status) = self.status.lock() {
+            let s = status.entry(sink.to_owned()).or_default();
+            s.handed_over += handed_over as u64;
+            if let Some(e) = error {
+                s.last_error = Some(e.to_owned());
+                s.last_error_at = Some(now);
+            }
+        }
+    }
+
+    /// The feed's part of `pons status`: per sink its kind, cursor, lag, dead letters and
+    /// last error.
+    pub fn status(&self, runtime: &Runtime) -> Value {
+        let last = runtime.store.last_arrival().unwrap_or(0);
+        let status = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let sinks: Vec<Value> = self
+            .sinks
+            .iter()
+            .map(|s| {
+                let cursor = runtime.store.feed_cursor(&s.name).unwrap_or(0);
+                let dead = runtime
+                    .store
+                    .feed_dead_letters(Some(&s.name))
+                    .map(|d| d.len())
+                    .unwrap_or(0);
+                let st = status.get(&s.name).cloned().unwrap_or_default();
+                json!({
+                    "sink": s.name,
+                    "kind": s.kind.as_str(),
+                    "cursor": cursor,
+                    "behind": last.saturating_sub(cursor),
+                    "dead_letters": dead,
+                    "handed_over": st.handed_over,
+                    "last_error": st.last_error,
+                    "last_error_at": st.last_error_at.map(rfc3339),
+                })
+            })
+            .collect();
+        json!(sinks)
+    }
+
+    /// The feed record of `rec` for sink `sink`, as a JSON value.
+    ///
+    /// The stored envelope is verified again as at its reception (the signer's certificate
+    /// may have expired since); the result is in `verification`, and `record` is null when
+    /// it does not verify, so that a consumer never takes an unverified record for a
+    /// verified one.
+    pub fn record(
+        &self,
+        runtime: &Runtime,
+        sink: &str,
+        rec: &InboxRecord,
+    ) -> Result<Value, String> {
+        let store = &runtime.store;
+        let envelope = store
+            .inbox_envelope(rec.id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("record {}: envelope missing from the inbox", rec.id))?;
+        let receipt = store
+            .lookup(rec.id)
+            .map_err(|e| e.to_string())?
+            .map(|m| m.receipt)
+            .unwrap_or_default();
+        let skew = time::Duration::try_from(runtime.config.limits.clock_skew)
+            .unwrap_or(time::Duration::minutes(5));
+        let (verification, record) =
+            match open_record(&envelope, &self.trust, rec.received_at, skew) {
+                Ok(opened) => (
+                    json!({
+                        "verified": true,
+                        "signer": opened.signer,
+                        "at": rfc3339(rec.received_at),
+                        "error": null,
+                    }),
+                    serde_json::to_value(&opened.record).map_err(|e| e.to_string())?,
+                ),
+                Err(e) => (
+                    json!({
+                        "verified": false,
+                        "signer": null,
+                        "at": rfc3339(rec.received_at),
+                        "error": e.to_string(),
+                    }),
+                    Value::Null,
+                ),
+            };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Ok(json!({
+            "format": FEED_FORMAT,
+            "sink": sink,
+            "cursor": rec.arrival_seq,
+            "id": rec.id,
+            "from": rec.from,
+            "class": rec.class,
+            "subject_ref": rec.subject_ref,
+            "received_at": rfc3339(rec.received_at),
+            "receive_journal_seq": rec.journal_seq,
+            "envelope_sha256": hex::encode(rec.envelope_sha256),
+            "verification": verification,
+            "record": record,
+            "receipt_base64": b64.encode(&receipt),
+            "cose_base64": b64.encode(&envelope),
+        }))
+    }
+
+    fn item(&self, runtime: &Runtime, sink: &str, rec: &InboxRecord) -> Result<Item, String> {
+        let value = self.record(runtime, sink, rec)?;
+        let json = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+        Ok(Item {
+            rec: rec.clone(),
+            json,
+        })
+    }
+
+    /// Moves `sink`'s cursor to `to` and journals a `disclose` per record handed over.
+    async fn advance(
+        &self,
+        runtime: &Runtime,
+        sink: &str,
+        to: u64,
+        actor: &str,
+        role: Option<&str>,
+    ) -> Result<pons_store::FeedAdvance, StoreError> {
+        // The record's purpose and legal basis are in its envelope, read before the
+        // transaction (whose closure may run more than once).
+        let cursor = runtime.store.feed_cursor(sink)?;
+        let span = usize::try_from(to.saturating_sub(cursor)).unwrap_or(usize::MAX);
+        let mut bases = HashMap::new();
+        for rec in runtime.store.inbox_after(cursor, span)? {
+            bases.insert(rec.id, self.basis(runtime, &rec));
+        }
+        let now = runtime.now();
+        let node = runtime.node().clone();
+        runtime
+            .store
+            .feed_advance(sink, to, |rec| {
+                let mut d = JournalDraft::new(
+                    now,
+                    node.clone(),
+                    actor,
+                    Operation::Disclose,
+                    Outcome::Success,
+                );
+                d.role = role.map(str::to_owned);
+                d.justification = Some(format!("sink:{sink}"));
+                if let Some((purpose, basis)) = bases.get(&rec.id).cloned().flatten() {
+                    d.purpose = Some(purpose);
+                    d.legal_basis = Some(basis);
+                }
+                d
+            })
+            .await
+    }
+
+    /// The record's purpose and legal basis, for the journal.
+    fn basis(&self, runtime: &Runtime, rec: &InboxRecord) -> Option<(String, String)> {
+        let envelope = runtime.store.inbox_envelope(rec.id).ok()??;
+        let skew = time::Duration::minutes(5);
+        let opened = open_record(&envelope, &self.trust, rec.received_at, skew).ok()?;
+        Some((opened.record.purpose, opened.record.legal_basis))
+    }
+
+    /// A retried dead letter went through: remove it, journal the hand-over.
+    async fn retried(
+        &self,
+        runtime: &Runtime,
+        sink: &str,
+        rec: &InboxRecord,
+    ) -> Result<(), StoreError> {
+        let mut d = JournalDraft::new(
+            runtime.now(),
+            runtime.node().clone(),
+            SYSTEM_ACTOR,
+            Operation::Disclose,
+            Outcome::Success,
+        );
+        d.record_id = Some(rec.id);
+        d.justification = Some(format!("sink:{sink}"));
+        if let Some((purpose, basis)) = self.basis(runtime, rec) {
+            d.purpose = Some(purpose);
+            d.legal_basis = Some(basis);
+        }
+        runtime.store.feed_retried(sink, rec.arrival_seq, d).await?;
+        Ok(())
+    }
+}
+
+/// A push sink's worker: hand over what arrived after the cursor, move the cursor, wait for
+/// more; retry with backoff; set a record aside after its attempts ran out.
+async fn worker<P: Push>(feed: Arc<Feed>, runtime: Arc<Runtime>, name: String, mut push: P) {
+    let mut arrivals = feed.arrivals.subscribe();
+    let mut stop = feed.stop.subscribe();
+    let mut failures: u32 = 0;
+    let seed = name
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    tracing::info!(sink = %name, "feed sink started");
+    loop {
+        if *stop.borrow_and_update() {
+            break;
+        }
+        // Seen before reading the store: a record that arrives after this line wakes us.
+        arrivals.borrow_and_update();
+        let error = match step(&feed, &runtime, &name, &mut push, &mut failures).await {
+            Ok(Step::Idle) => {
+                tokio::select! {
+                    _ = arrivals.changed() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            Ok(Step::Progress) => {
+                failures = 0;
+                continue;
+            }
+            Ok(Step::Failed(e)) => e,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                e
+            }
+        };
+        tracing::warn!(sink = %name, failures, error = %error, "feed hand-over failed");
+        feed.note(&name, 0, Some(&error), runtime.now());
+        let delay = push
+            .backoff()
+            .delay(seed, u128::from(failures), failures.max(1));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => {}
+            // An operator's retry request does not wait for the backoff.
+            _ = arrivals.changed() => {}
+        }
+    }
+    tracing::info!(sink = %name, "feed sink stopped");
+}
+
+enum Step {
+    /// Nothing to hand over.
+    Idle,
+    /// Records were handed over or set aside.
+    Progress,
+    /// The next record was not taken; `failures` counts it.
+    Failed(String),
+}
+
+async fn step<P: Push>(
+    feed: &Feed,
+    runtime: &Runtime,
+    name: &str,
+    push: &mut P,
+    failures: &mut u32,
+) -> Result<Step, String> {
+    let store = &runtime.store;
+    // Dead letters an operator asked to retry go first: they arrived before the rest.
+    let retries: Vec<DeadLetter> = store
+        .feed_dead_letters(Some(name))
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|l| l.retry)
+        .collect();
+    if let Some(letter) = retries.first() {
+        let rec = store
+            .inbox_get(letter.id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("dead letter {}: not in the inbox", letter.id))?;
+        let item = feed.item(runtime, name, &rec)?;
+        let pushed = push.push(std::slice::from_ref(&item)).await;
+        if pushed.taken == 1 {
+            feed.retried(runtime, name, &rec)
+                .await
+                .map_err(|e| e.to_string())?;
+            feed.note(name, 1, None, runtime.now());
+            tracing::info!(sink = %name, record = %rec.id, "dead letter handed over on retry");
+        } else {
+            let error = pushed.error.unwrap_or_else(|| "not taken".into());
+            store
+                .feed_retry_failed(name, letter.arrival_seq, &error, runtime.now())
+                .await
+                .map_err(|e| e.to_string())?;
+            feed.note(name, 0, Some(&error), runtime.now());
+        }
+        return Ok(Step::Progress);
+    }
+
+    let cursor = store.feed_cursor(name).map_err(|e| e.to_string())?;
+    let recs = store
+        .inbox_after(cursor, push.batch())
+        .map_err(|e| e.to_string())?;
+    if recs.is_empty() {
+        return Ok(Step::Idle);
+    }
+    let items = recs
+        .iter()
+        .map(|r| feed.item(runtime, name, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pushed = push.push(&items).await;
+    if pushed.taken > 0 {
+        let to = items[pushed.taken - 1].rec.arrival_seq;
+        feed.advance(runtime, name, to, SYSTEM_ACTOR, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        feed.note(name, pushed.taken, None, runtime.now());
+        *failures = 0;
+    }
+    let Some(error) = pushed.error else {
+        return Ok(Step::Progress);
+    };
+    let Some(next) = items.get(pushed.taken) else {
+        return Ok(Step::Progress);
+    };
+    *failures = failures.saturating_add(1);
+    match push.max_attempts() {
+        Some(max) if *failures >= max => {
+            let letter = DeadLetter {
+                sink: name.to_owned(),
+                id: next.rec.id,
+                arrival_seq: next.rec.arrival_seq,
+                attempts: *failures,
+                last_error: error.clone(),
+                at: runtime.now(),
+                retry: false,
+            };
+            store
+                .feed_dead_letter(&letter)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::error!(sink = %name, record = %next.rec.id, attempts = *failures, error = %error, "record set aside as a dead letter");
+            feed.note(name, 0, Some(&error), runtime.now());
+            *failures = 0;
+            Ok(Step::Progress)
+        }
+        _ => Ok(Step::Failed(error)),
+    }
+}
+
+/// Handles the feed's control requests.
+pub async fn handle(
+    feed: &Feed,
+    runtime: &Runtime,
+    caller: &Caller,
+    request: crate::control::Request,
+) -> Result<Value, Response> {
+    use crate::config::Role;
+    use crate::control::Request;
+    match request {
+        Request::FeedRead {
+            sink,
+            from,
+            limit,
+            wait_ms,
+        } => {
+            require(caller, &[Role::Operator], "feed read")?;
+            let sink = feed.sink(sink.as_deref(), true)?;
+            stream::read(feed, runtime, sink, from, limit, wait_ms).await
+        }
+        Request::FeedAck { sink, cursor } => {
+            require(caller, &[Role::Operator], "feed ack")?;
+            let sink = feed.sink(sink.as_deref(), true)?;
+            stream::ack(feed, runtime, caller, sink, cursor).await
+        }
+        Request::FeedDeadLetters { sink } => {
+            require(caller, &[Role::Operator, Role::Dpo], "feed dead-letters")?;
+            if let Some(s) = &sink {
+                feed.sink(Some(s), false)?;
+            }
+            let letters = runtime
+                .store
+                .feed_dead_letters(sink.as_deref())
+                .map_err(|e| Response::runtime(e.to_string()))?;
+            Ok(json!(letters.iter().map(letter_json).collect::<Vec<_>>()))
+        }
+        Request::FeedRetry { sink, id } => {
+            require(caller, &[Role::Operator], "feed retry")?;
+            let id = Uuid::parse_str(&id)
+                .map_err(|e| Response::invalid(format!("record id {id:?}: {e}"), vec![]))?;
+            let sink = match sink {
+                Some(s) => feed.sink(Some(&s), false)?.name.clone(),
+                None => runtime
+                    .store
+                    .feed_dead_letters(None)
+                    .map_err(|e| Response::runtime(e.to_string()))?
+                    .into_iter()
+                    .find(|l| l.id == id)
+                    .map(|l| l.sink)
+                    .ok_or_else(|| {
+                        Response::invalid(
+                            format!("record {id}: not a dead letter of any sink"),
+                            vec![],
+                        )
+                    })?,
+            };
+            let letter =
+                runtime
+                    .store
+                    .feed_request_retry(&sink, id)
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::NoDeadLetter { .. } => Response::invalid(e.to_string(), vec![]),
+                        other => Response::runtime(other.to_string()),
+                    })?;
+            // Wake the workers without announcing a new arrival.
+            feed.arrivals.send_modify(|_| {});
+            Ok(letter_json(&letter))
+        }
+        _ => Err(Response::runtime("not a feed request")),
+    }
+}
+
+fn require(caller: &Caller, roles: &[crate::config::Role], what: &str) -> Result<(), Response> {
+    if caller.has_any(roles) {
+        return Ok(());
+    }
+    let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+    Err(Response::invalid(
+        format!(
+            "{what} needs the role {}: user {} (uid {}) has none of them",
+            names.join(" or "),
+            caller.user,
+            caller.uid
+        ),
+        vec![],
+    ))
+}
+
+fn letter_json(l: &DeadLetter) -> Value {
+    json!({
+        "sink": l.sink,
+        "id": l.id,
+        "cursor": l.arrival_seq,
+        "attempts": l.attempts,
+        "last_error": l.last_error,
+        "at": rfc3339(l.at),
+        "retry_requested": l.retry,
+    })
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
