@@ -50,6 +50,30 @@ pub enum Command {
     /// Manage certificates: make a development CA and node certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Measure the exchange end to end (two nodes in this process, durable as in
+    /// production) against this machine's signature and fdatasync limits.
+    Bench(BenchArgs),
+}
+
+/// `pons bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// How many records to send (after one warm-up record).
+    #[arg(long, default_value_t = 2000)]
+    pub records: usize,
+    /// How many clients submit at the same time.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// About how many bytes each report has (its statements are padded).
+    #[arg(long, value_name = "BYTES", default_value_t = 2048)]
+    pub size: usize,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Make the temporary directory (certificates, both nodes' data) under DIR: the
+    /// file system measured (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `pons demo`.

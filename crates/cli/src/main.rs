@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod bench;
 mod client;
 mod demo;
 mod exit;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Command::Status(args) => client::status(&args),
         Command::Record(cmd) => record::run(cmd),
         Command::Pki(cmd) => pki::run(cmd),
+        Command::Bench(args) => bench::run(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,612 @@
+//! `pons bench`: the exchange end to end, against the machine's limits, in one run.
+//!
+//! Two nodes (adolescence → cuta) run in this process, on loopback, with fresh development
+//! certificates in a temporary directory and durability as in production (`[storage]
+//! sync = true`: every acknowledged write is flushed and fdatasync'ed). N minor-risk reports
+//! padded to about SIZE bytes are submitted through the sender's control socket by C
+//! concurrent clients, exactly as `pons submit` would; the run ends when the sender's outbox
+//! shows every one delivered (a receipt verified). Then the same process measures what the
+//! machine can do: signatures, verifications and fdatasyncs per second.
+//!
+//! Timing: a record's submit time is when the control socket returned its id (durable in
+//! the outbox); its receipt time is the `delivered` time the sender's outbox records, read
+//! from the system clock when the receipt has been verified, just before the sender's
+//! durable write of that state. Both come from the same clock at its full resolution (ns
+//! on Linux), so no polling interval limits the latencies; the poll that notices the end
+//! (every 20 ms) bounds nothing but the CPU and disk figures' window.
+
+mod limits;
+mod measure;
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use pons_core::{NodeId, SigningAlgorithm};
+use pons_node::control::{self, Request, Response};
+use pons_node::runtime::system_clock;
+use pons_node::Config;
+use pons_pki::KeyAlgorithm;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use crate::exit::{Outcome, ResultExt};
+use crate::flags::{BenchArgs, InitArgs};
+use crate::pki::make_dev_federation;
+
+use limits::Limits;
+use measure::{percentiles, Percentiles, Usage};
+
+const SAMPLE_REPORT: &str = include_str!("../../../config/examples/minor-risk-report.json");
+
+/// Give up when no record is delivered for this long.
+const STALL: Duration = Duration::from_secs(60);
+
+/// How often the end of the run is checked.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Signatures made per record on the critical path: the envelope (sender), the receipt
+/// (receiver).
+const SIGNS_PER_RECORD: f64 = 2.0;
+
+/// Verifications per record on the critical path. Each COSE open verifies the signing
+/// certificate's chain (one signature) and the COSE signature (one): the receiver opens
+/// the envelope; the sender opens the receipt, and opens its own envelope again to journal
+/// the disclosure with the record's purpose.
+const VERIFIES_PER_RECORD: f64 = 6.0;
+
+/// Durable writes per record on the critical path: submit (sender), receive (receiver),
+/// delivered (sender). Each is a sled flush plus an fdatasync, shared with any concurrent
+/// writer of the same store (group commit).
+const SYNCS_PER_RECORD: f64 = 3.0;
+
+/// Everything `pons bench` reports (the `--json` output).
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    /// Records measured.
+    pub records: usize,
+    /// Concurrent submitting clients.
+    pub concurrency: usize,
+    /// Requested record size, bytes.
+    pub size: usize,
+    /// Bytes of one submitted report (JSON, as the caseworker writes it).
+    pub report_bytes: usize,
+    /// The nodes' signing algorithm.
+    pub algorithm: String,
+    /// From the first submit to the last receipt, seconds.
+    pub elapsed_s: f64,
+    /// Records per second over `elapsed_s`.
+    pub records_per_s: f64,
+    /// Submit (id returned) to receipt (verified by the sender), milliseconds.
+    pub latency_ms: Percentiles,
+    /// Submit call duration (request sent to durable id returned), milliseconds.
+    pub submit_ms: Percentiles,
+    /// CPU seconds (user + system, both nodes and the clients) per record.
+    pub cpu_s_per_record: f64,
+    /// CPU used over the run as a share of every core (1.0 = all cores busy).
+    pub cpu_utilisation: f64,
+    /// Bytes sent to storage per record (`/proc/self/io` write_bytes), if accounted.
+    pub disk_write_bytes_per_record: Option<f64>,
+    /// Both data directories' size after the run, per record.
+    pub data_dir_bytes_per_record: f64,
+    /// Peak RSS of the process (both nodes and the clients), bytes.
+    pub peak_rss_bytes: u64,
+    /// The machine's limits, measured in the same run.
+    pub limits: Limits,
+    /// The rate each limit would allow, and the ratio to the one that binds.
+    pub bounds: Bounds,
+}
+
+/// The end-to-end rate each limit would allow, from the work per record.
+#[derive(Debug, Serialize)]
+pub struct Bounds {
+    /// Every core doing nothing but the record's signatures and verifications.
+    pub crypto_records_per_s: f64,
+    /// One fdatasync per durable write, none shared.
+    pub fdatasync_records_per_s: f64,
+    /// 64 durable writes per fdatasync (what full group commit could reach).
+    pub group_64_records_per_s: f64,
+    /// The CPU this implementation spends per record, on every core: what the code, not
+    /// the machine, allows.
+    pub cpu_records_per_s: f64,
+    /// The machine limit that binds: the lower of `crypto` and `group-64` (the store
+    /// already shares fdatasyncs between concurrent writers, so one fdatasync per write is
+    /// shown for reference only).
+    pub binding: String,
+    /// End-to-end records/s over the binding bound.
+    pub ratio: f64,
+}
+
+/// One submitted record: when its submit started and returned.
+struct Submitted {
+    id: String,
+    started: OffsetDateTime,
+    returned: OffsetDateTime,
+}
+
+pub fn run(args: &BenchArgs) -> Outcome {
+    if args.records == 0 || args.concurrency == 0 {
+        return Err(anyhow!("--records and --concurrency must be at least 1")).invalid();
+    }
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("pons-bench-");
+    let temp = match &args.dir {
+        Some(dir) => builder.tempdir_in(dir),
+        None => builder.tempdir(),
+    }
+    .context("cannot make the bench directory")?;
+    let report = exchange(temp.path(), args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report, temp.path());
+    }
+    Ok(())
+}
+
+/// Runs the two nodes, the submissions and the limits; returns the figures.
+fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
+    let certs = dir.join("federation");
+    let nodes = [NodeId::new("adolescence")?, NodeId::new("cuta")?];
+    make_dev_federation(&certs, &nodes, "pons.example", KeyAlgorithm::Ed25519, true)?;
+    let (pa, pc) = (free_port()?, free_port()?);
+    let init = |id: &str, port: u16, peer: &str, peer_port: u16, send: &str, receive: &str| {
+        crate::init::make(&InitArgs {
+            node_id: id.into(),
+            dir: dir.join(id),
+            certs: Some(certs.clone()),
+            federation: "pons.example".into(),
+            listen: format!("127.0.0.1:{port}"),
+            peer: vec![format!("{peer}=127.0.0.1:{peer_port}")],
+            send: vec![format!("{peer}:{send}")],
+            receive: vec![format!("{peer}:{receive}")],
+            users: vec![],
+            force: true,
+        })
+        .map_err(|f| f.error)
+    };
+    let a_path = init(
+        "adolescence",
+        pa,
+        "cuta",
+        pc,
+        "minor-risk-report",
+        "follow-up-request",
+    )?;
+    let c_path = init(
+        "cuta",
+        pc,
+        "adolescence",
+        pa,
+        "follow-up-request",
+        "minor-risk-report",
+    )?;
+    let load = |p: &Path| -> anyhow::Result<Config> {
+        let mut c = Config::load(p)?;
+        // As in production: nothing is acknowledged before it is fdatasync'ed.
+        c.storage.sync = true;
+        Ok(c)
+    };
+    let (a_conf, c_conf) = (load(&a_path)?, load(&c_path)?);
+    let a_sock = a_conf.control_socket();
+    let data_dirs = [a_conf.data_dir.clone(), c_conf.data_dir.clone()];
+
+    let report = padded_report(args.size)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let measured = runtime.block_on(async {
+        let (a_stop, a_task) = start(a_conf).await?;
+        let (c_stop, c_task) = start(c_conf).await?;
+        let result = drive(&a_sock, &report, args).await;
+        let _ = a_stop.send(());
+        let _ = c_stop.send(());
+        for task in [a_task, c_task] {
+            task.await
+                .context("node task failed")?
+                .context("node stopped with an error")?;
+        }
+        result
+    })?;
+    drop(runtime);
+
+    let limits = limits::measure(dir, args.size)?;
+    let data_bytes: u64 = data_dirs.iter().map(|d| measure::dir_size(d)).sum();
+    Ok(summarise(
+        args,
+        report.len(),
+        measured,
+        limits,
+        data_bytes,
+        SigningAlgorithm::Ed25519,
+    ))
+}
+
+/// What the exchange itself measured.
+struct Measured {
+    elapsed: Duration,
+    latencies_ms: Vec<f64>,
+    submit_ms: Vec<f64>,
+    before: Usage,
+    after: Usage,
+}
+
+type NodeTask = tokio::task::JoinHandle<Result<(), pons_node::daemon::NodeError>>;
+
+/// Starts a node in a task; returns its stop switch and task once it serves.
+async fn start(config: Config) -> anyhow::Result<(oneshot::Sender<()>, NodeTask)> {
+    let node = config.node_id.clone();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(pons_node::daemon::run(
+        config,
+        system_clock(),
+        move |_| {
+            let _ = ready_tx.send(());
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    match ready_rx.await {
+        Ok(()) => Ok((stop_tx, task)),
+        // The node returned before it started: its error says why.
+        Err(_) => match task.await {
+            Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("node {node} did not start"))),
+            _ => bail!("node {node} did not start"),
+        },
+    }
+}
+
+/// Warms the connection up, submits every record, waits for every receipt.
+async fn drive(socket: &Path, report: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
+    // One record first, not measured: the QUIC connection and the stores' first writes.
+    let warm = submit(socket, report, usize::MAX).await?;
+    wait_delivered(socket, 1).await?;
+    drop(warm);
+
+    let before = Usage::now()?;
+    let clock = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let report: Arc<str> = report.into();
+    let mut clients = Vec::new();
+    for _ in 0..args.concurrency.min(args.records) {
+        let (next, report, socket) = (next.clone(), report.clone(), socket.to_owned());
+        let n = args.records;
+        clients.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(mine);
+                }
+                mine.push(submit(&socket, &report, i).await?);
+            }
+        }));
+    }
+    let mut submitted = Vec::with_capacity(args.records);
+    for c in clients {
+        submitted.extend(c.await.context("client task failed")??);
+    }
+    wait_delivered(socket, args.records + 1).await?;
+    let after = Usage::now()?;
+    let wall = clock.elapsed();
+
+    let delivered = delivered_times(socket).await?;
+    let first = submitted
+        .iter()
+        .map(|s| s.started)
+        .min()
+        .ok_or_else(|| anyhow!("nothing was submitted"))?;
+    let mut last = first;
+    let mut latencies_ms = Vec::with_capacity(submitted.len());
+    let mut submit_ms = Vec::with_capacity(submitted.len());
+    for s in &submitted {
+        let at = *delivered
+            .get(&s.id)
+            .ok_or_else(|| anyhow!("record {} is not delivered", s.id))?;
+        last = last.max(at);
+        // A receipt can be verified before the submitting client has read its answer: the
+        // record was on its way as soon as it was durable. Such a latency counts as zero.
+        latencies_ms.push(ms(at - s.returned).max(0.0));
+        submit_ms.push(ms(s.returned - s.started).max(0.0));
+    }
+    let elapsed = Duration::try_from(last - first).unwrap_or(wall);
+    Ok(Measured {
+        elapsed,
+        latencies_ms,
+        submit_ms,
+        before,
+        after,
+    })
+}
+
+fn ms(d: time::Duration) -> f64 {
+    d.as_seconds_f64() * 1e3
+}
+
+/// Submits report number `i` (its case reference made unique) and times it.
+async fn submit(socket: &Path, report: &str, i: usize) -> anyhow::Result<Submitted> {
+    let report = report.replace("AGO-2026-000123", &format!("AGO-BENCH-{i:08}"));
+    let request = Request::Submit {
+        to: "cuta".into(),
+        class: "minor-risk-report".into(),
+        report,
+        purpose: None,
+        justification: None,
+    };
+    let started = OffsetDateTime::now_utc();
+    let body = ok(control::call(socket, &request).await?)?;
+    let returned = OffsetDateTime::now_utc();
+    let id = body["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("submit answered without a record id"))?
+        .to_owned();
+    Ok(Submitted {
+        id,
+        started,
+        returned,
+    })
+}
+
+fn ok(response: Response) -> anyhow::Result<Value> {
+    match response {
+        Response::Ok { body } => Ok(body),
+        Response::Err {
+            message, details, ..
+        } => Err(anyhow!("{message} {}", details.join("; "))),
+    }
+}
+
+/// Waits until the sender counts `n` records delivered to cuta (or any rejected).
+async fn wait_delivered(socket: &Path, n: usize) -> anyhow::Result<()> {
+    let mut seen = 0;
+    let mut progress = Instant::now();
+    loop {
+        let status = ok(control::call(socket, &Request::Status).await?)?;
+        let peer = &status["peers"][0];
+        let delivered = peer["delivered"].as_u64().unwrap_or(0) as usize;
+        let rejected = peer["rejected"].as_u64().unwrap_or(0);
+        if rejected > 0 {
+            bail!(
+                "{rejected} records were rejected: {}",
+                peer["last_error"].as_str().unwrap_or("?")
+            );
+        }
+        if delivered >= n {
+            return Ok(());
+        }
+        if delivered > seen {
+            seen = delivered;
+            progress = Instant::now();
+        } else if progress.elapsed() > STALL {
+            bail!(
+                "{delivered} of {n} records delivered and none for {STALL:?}; last error: {}",
+                peer["last_error"].as_str().unwrap_or("none")
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Every delivered record's receipt time, by id, from the sender's outbox.
+async fn delivered_times(socket: &Path) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
+    let list = ok(control::call(socket, &Request::OutboxList).await?)?;
+    let rows = list
+        .as_array()
+        .ok_or_else(|| anyhow!("outbox list is not a list"))?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        if row["state"] != "delivered" {
+            continue;
+        }
+        let (Some(id), Some(at)) = (row["id"].as_str(), row["detail"]["at"].as_str()) else {
+            continue;
+        };
+        let at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .with_context(|| format!("record {id}: delivered time {at:?}"))?;
+        out.insert(id.to_owned(), at);
+    }
+    Ok(out)
+}
+
+/// The sample report without its comments, its statements padded so that the report is
+/// about `size` bytes (never less than the sample itself, about 1,300 bytes).
+///
+/// The padding goes into fact statements (8,000 characters at most each, 200 at most), the
+/// free text a caseworker writes most of.
+fn padded_report(size: usize) -> anyhow::Result<String> {
+    let mut report: Value = serde_json::from_str(SAMPLE_REPORT)?;
+    strip_comments(&mut report);
+    let base = serde_json::to_string(&report)?.len();
+    let statements = report["body"]["statements"]
+        .as_array_mut()
+        .ok_or_else(|| anyhow!("sample report has no statements"))?;
+    let mut missing = size.saturating_sub(base);
+    const WORDS: &str = "Observed again during a follow-up visit. ";
+    // Each added statement costs its JSON frame too (about 40 bytes).
+    while missing > 60 && statements.len() < pons_core::validate::MAX_STATEMENTS {
+        let chars = (missing - 40).min(pons_core::validate::MAX_TEXT_CHARS);
+        let text: String = WORDS.chars().cycle().take(chars).collect();
+        let text = text.trim_end().to_owned();
+        missing = missing.saturating_sub(text.len() + 40);
+        statements.push(serde_json::json!({ "kind": "fact", "text": text }));
+    }
+    Ok(serde_json::to_string(&report)?)
+}
+
+/// Removes the sample's `_` comment keys: the size asked for is the size of the record.
+fn strip_comments(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|k, _| !k.starts_with('_'));
+            map.values_mut().for_each(strip_comments);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_comments),
+        _ => {}
+    }
+}
+
+/// A free UDP port on 127.0.0.1 (released before the node binds it).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn summarise(
+    args: &BenchArgs,
+    report_bytes: usize,
+    mut m: Measured,
+    limits: Limits,
+    data_bytes: u64,
+    algorithm: SigningAlgorithm,
+) -> BenchReport {
+    let n = m.latencies_ms.len().max(1) as f64;
+    let secs = m.elapsed.as_secs_f64().max(1e-9);
+    let records_per_s = n / secs;
+    let cpu = m.after.cpu.saturating_sub(m.before.cpu).as_secs_f64();
+    let window = secs.max(1e-9);
+    let disk = match (m.before.write_bytes, m.after.write_bytes) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n),
+        _ => None,
+    };
+    let (sign, verify) = limits.of(algorithm);
+    let cores = limits.cores as f64;
+    let crypto = cores / (SIGNS_PER_RECORD / sign + VERIFIES_PER_RECORD / verify);
+    let fsync = limits.fdatasync_per_s / SYNCS_PER_RECORD;
+    let group = limits.appends_per_s_group_64 / SYNCS_PER_RECORD;
+    let (binding, bound) = if crypto <= group {
+        ("crypto", crypto)
+    } else {
+        ("group-64", group)
+    };
+    let cpu_bound = if cpu > 0.0 { cores * n / cpu } else { 0.0 };
+    BenchReport {
+        records: m.latencies_ms.len(),
+        concurrency: args.concurrency,
+        size: args.size,
+        report_bytes,
+        algorithm: algorithm.to_string(),
+        elapsed_s: secs,
+        records_per_s,
+        latency_ms: percentiles(&mut m.latencies_ms),
+        submit_ms: percentiles(&mut m.submit_ms),
+        cpu_s_per_record: cpu / n,
+        cpu_utilisation: cpu / window / cores,
+        disk_write_bytes_per_record: disk,
+        data_dir_bytes_per_record: data_bytes as f64 / n,
+        peak_rss_bytes: m.after.peak_rss,
+        limits,
+        bounds: Bounds {
+            crypto_records_per_s: crypto,
+            fdatasync_records_per_s: fsync,
+            group_64_records_per_s: group,
+            cpu_records_per_s: cpu_bound,
+            binding: binding.to_owned(),
+            ratio: records_per_s / bound,
+        },
+    }
+}
+
+fn print_table(r: &BenchReport, dir: &Path) {
+    let l = &r.limits;
+    let b = &r.bounds;
+    println!(
+        "pons bench: {} records of ~{} bytes ({} bytes of report JSON), {} clients, {}, durable (fdatasync)",
+        r.records, r.size, r.report_bytes, r.concurrency, r.algorithm
+    );
+    println!(
+        "  two nodes in this process on 127.0.0.1, data in {}",
+        dir.display()
+    );
+    println!();
+    println!("exchange (adolescence -> cuta)");
+    println!("  records/s sustained        {:>12.0}", r.records_per_s);
+    println!("  elapsed                    {:>12.3} s", r.elapsed_s);
+    let lat = |name: &str, p: &Percentiles| {
+        println!(
+            "  {name:<26} p50 {:>8.2}  p90 {:>8.2}  p99 {:>8.2}  max {:>8.2} ms",
+            p.p50, p.p90, p.p99, p.max
+        );
+    };
+    lat("submit -> receipt", &r.latency_ms);
+    lat("submit call", &r.submit_ms);
+    println!(
+        "  CPU per record             {:>12.1} µs   ({:.0}% of {} cores)",
+        r.cpu_s_per_record * 1e6,
+        r.cpu_utilisation * 100.0,
+        l.cores
+    );
+    match r.disk_write_bytes_per_record {
+        Some(d) => println!("  written to disk per record {:>12.0} bytes", d),
+        None => println!("  written to disk per record          n/a (no /proc/self/io)"),
+    }
+    println!(
+        "  data dirs per record       {:>12.0} bytes",
+        r.data_dir_bytes_per_record
+    );
+    println!(
+        "  peak RSS (both nodes)      {:>12.1} MiB",
+        r.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!();
+    println!("machine limits (one core, one file)");
+    println!(
+        "  Ed25519  sign/s {:>10.0}   verify/s {:>10.0}",
+        l.ed25519_sign_per_s, l.ed25519_verify_per_s
+    );
+    println!(
+        "  P-256    sign/s {:>10.0}   verify/s {:>10.0}",
+        l.p256_sign_per_s, l.p256_verify_per_s
+    );
+    println!("  fdatasync/s              {:>10.0}", l.fdatasync_per_s);
+    println!(
+        "  appends/s, 64 per fdatasync {:>7.0}",
+        l.appends_per_s_group_64
+    );
+    println!();
+    println!(
+        "bounds on records/s (per record: {SIGNS_PER_RECORD} signs, {VERIFIES_PER_RECORD} verifies, {SYNCS_PER_RECORD} durable writes)"
+    );
+    let row = |name: &str, v: f64| {
+        println!(
+            "  {name:<34} {:>10.0}   end-to-end is {:>5.1}% of it",
+            v,
+            100.0 * r.records_per_s / v
+        );
+    };
+    row("crypto on every core", b.crypto_records_per_s);
+    row("one fdatasync per durable write", b.fdatasync_records_per_s);
+    row("64 writes per fdatasync", b.group_64_records_per_s);
+    row("this code's CPU per record", b.cpu_records_per_s);
+    println!(
+        "  binding: {}; ratio end-to-end / binding = {:.3}",
+        b.binding, b.ratio
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_report_is_about_the_size_asked_and_valid() {
+        for size in [0, 2048, 20_000] {
+            let report = padded_report(size).unwrap();
+            assert!(!report.contains("\"_"), "comments left in the report");
+            if size > 2000 {
+                let off = report.len().abs_diff(size);
+                assert!(off < 100, "asked {size}, got {}", report.len());
+            }
+            let draft =
+                pons_core::validate::Draft::parse_json("minor-risk-report", report.as_bytes());
+            assert!(draft.is_ok(), "size {size}: {:?}", draft.err());
+        }
+    }
+}

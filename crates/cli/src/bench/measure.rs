@@ -1,0 +1,138 @@
+//! What the process used: CPU time and peak memory (`getrusage`), bytes written to storage
+//! (`/proc/self/io`), bytes on disk (a directory walk), and latency percentiles.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::resource::{getrusage, UsageWho};
+use serde::Serialize;
+
+/// A snapshot of the process's resource use.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    /// User plus system CPU time of every thread of the process.
+    pub cpu: Duration,
+    /// Peak resident set size so far, bytes.
+    pub peak_rss: u64,
+    /// Bytes this process caused to be sent to the storage layer (`write_bytes`), if the
+    /// kernel accounts them (it does not inside some containers).
+    pub write_bytes: Option<u64>,
+}
+
+impl Usage {
+    /// The process's usage now.
+    pub fn now() -> anyhow::Result<Self> {
+        let r = getrusage(UsageWho::RUSAGE_SELF)?;
+        let tv = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec().max(0) as u64)
+                + Duration::from_micros(t.tv_usec().max(0) as u64)
+        };
+        Ok(Self {
+            cpu: tv(r.user_time()) + tv(r.system_time()),
+            // Linux reports ru_maxrss in KiB.
+            peak_rss: (r.max_rss().max(0) as u64) * 1024,
+            write_bytes: proc_io("write_bytes"),
+        })
+    }
+}
+
+/// One counter of `/proc/self/io`.
+fn proc_io(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/io").ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.trim().parse().ok())
+}
+
+/// The total size of the regular files under `dir`, bytes.
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Latency percentiles, milliseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+/// Nearest-rank percentiles of `samples` (milliseconds); all zero when empty.
+pub fn percentiles(samples: &mut [f64]) -> Percentiles {
+    if samples.is_empty() {
+        return Percentiles::default();
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        // Nearest rank: the smallest sample with at least p of the samples at or below it.
+        let i = (p * samples.len() as f64).ceil() as usize;
+        samples[i.clamp(1, samples.len()) - 1]
+    };
+    Percentiles {
+        p50: rank(0.50),
+        p90: rank(0.90),
+        p99: rank(0.99),
+        max: samples[samples.len() - 1],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let mut s: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        let p = percentiles(&mut s);
+        assert_eq!(
+            p,
+            Percentiles {
+                p50: 50.0,
+                p90: 90.0,
+                p99: 99.0,
+                max: 100.0
+            }
+        );
+        let mut one = vec![7.0];
+        assert_eq!(percentiles(&mut one).p50, 7.0);
+        assert_eq!(percentiles(&mut []), Percentiles::default());
+    }
+
+    #[test]
+    fn dir_size_counts_nested_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/x"), [0_u8; 100]).unwrap();
+        std::fs::write(dir.path().join("y"), [0_u8; 23]).unwrap();
+        assert_eq!(dir_size(dir.path()), 123);
+    }
+
+    #[test]
+    fn usage_grows_with_work() {
+        let before = Usage::now().unwrap();
+        let mut x = 0_u64;
+        for i in 0..20_000_000_u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let after = Usage::now().unwrap();
+        assert!(after.cpu > before.cpu);
+        assert!(after.peak_rss > 0);
+    }
+}
