@@ -1,0 +1,139 @@
+//! The caseworker's CLI against a running node: refusals that store nothing.
+
+use pons_core::journal::Operation;
+use pons_store::OutboxFilter;
+
+use crate::util::{example_json, journal, submit_args, Federation, Init, MRR};
+
+/// A running adolescence node (its peer cuta is not running: nothing here is delivered).
+fn sender(init: Init) -> Federation {
+    let mut fed = Federation::new(&["adolescence", "cuta"]);
+    fed.init("adolescence", &init.peer("cuta").send("cuta", MRR));
+    fed.start("adolescence");
+    fed
+}
+
+#[test]
+fn a_user_without_the_role_is_refused_on_the_control_socket() {
+    // Every role belongs to another user: the one running the test holds none.
+    let mut fed = sender(Init::new().users("someone-else"));
+    let config = fed.config("adolescence");
+    let report = crate::util::example_report();
+
+    let out = fed.pons(&submit_args(&config, "cuta", MRR, &report));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr.contains("submit needs the role caseworker"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{out:?}"
+    );
+
+    let config = config.display().to_string();
+    for what in ["outbox", "inbox"] {
+        let out = fed.pons(&[what, "list", "--config", &config]);
+        assert_eq!(out.status.code(), Some(2), "{what} list: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("needs the role"),
+            "{what} list: {out:?}"
+        );
+    }
+
+    fed.stop("adolescence");
+    let store = fed.store("adolescence");
+    assert!(
+        store
+            .outbox_list(&OutboxFilter::default())
+            .expect("outbox")
+            .is_empty(),
+        "a record was stored"
+    );
+    assert!(
+        journal(&store).is_empty(),
+        "a refused request was journaled as an operation"
+    );
+}
+
+#[test]
+fn an_invalid_report_is_refused_with_every_reason_and_nothing_is_stored() {
+    let mut fed = sender(Init::new());
+    let config = fed.config("adolescence");
+
+    // Three rule violations in one report: all three are reported at once.
+    let mut report = example_json();
+    report["review_by"] = "2020-01-01".into();
+    report["body"]["subject"]["date_of_birth"] = "1990-01-01".into();
+    let subject = report["body"]["subject"]
+        .as_object_mut()
+        .expect("subject is an object");
+    subject.remove("national_register_number");
+    report["body"]["statements"][2]
+        .as_object_mut()
+        .expect("statement is an object")
+        .remove("assessing_authority");
+    let invalid = fed.path().join("invalid.json");
+    std::fs::write(&invalid, report.to_string()).expect("write the report");
+
+    let out = fed.pons(&submit_args(&config, "cuta", MRR, &invalid));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    for reason in [
+        "review_by",
+        "body.subject.date_of_birth",
+        "body.statements[2].assessing_authority",
+        "nothing was stored",
+    ] {
+        assert!(stderr.contains(reason), "no {reason:?} in:\n{stderr}");
+    }
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "{out:?}"
+    );
+
+    // A classified marking is refused outright.
+    let mut classified = example_json();
+    classified["marking"] = "SECRET".into();
+    let classified_file = fed.path().join("classified.json");
+    std::fs::write(&classified_file, classified.to_string()).expect("write the report");
+    let out = fed.pons(&submit_args(&config, "cuta", MRR, &classified_file));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("classified"),
+        "{out:?}"
+    );
+
+    // A recipient that is not a peer, and a class the policy does not allow.
+    let valid = crate::util::example_report();
+    let out = fed.pons(&submit_args(&config, "nccn", MRR, &valid));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nccn is not a peer"),
+        "{out:?}"
+    );
+    let out = fed.pons(&submit_args(&config, "cuta", "protection-file", &valid));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("policy does not allow"),
+        "{out:?}"
+    );
+
+    assert!(
+        fed.outbox_jsonl("adolescence").is_empty(),
+        "the outbox is not empty"
+    );
+    fed.stop("adolescence");
+    let store = fed.store("adolescence");
+    assert!(store
+        .outbox_list(&OutboxFilter::default())
+        .expect("outbox")
+        .is_empty());
+    let entries = journal(&store);
+    assert!(
+        entries.iter().all(|e| e.operation != Operation::Collect),
+        "a refused report was journaled as collected: {entries:#?}"
+    );
+    assert!(entries.is_empty(), "{entries:#?}");
+}
