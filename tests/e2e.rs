@@ -14,3 +14,5 @@ mod exchange;
 mod faults;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/feed.rs"]
+mod feed;

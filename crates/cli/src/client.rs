@@ -208,6 +208,7 @@ pub fn status(args: &ConfigArg) -> Outcome {
         ]);
     }
     print_table(&rows);
+    crate::feed::print_status(&body["feed"]);
     Ok(())
 }
 
@@ -216,7 +217,7 @@ fn print_json(body: &Value) -> Outcome {
     Ok(())
 }
 
-fn print_list(body: &Value, format: ListFormat, columns: &[&str]) -> Outcome {
+pub(crate) fn print_list(body: &Value, format: ListFormat, columns: &[&str]) -> Outcome {
     let items = body.as_array().cloned().unwrap_or_default();
     match format {
         ListFormat::Jsonl => {
@@ -237,7 +238,7 @@ fn print_list(body: &Value, format: ListFormat, columns: &[&str]) -> Outcome {
     Ok(())
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -245,7 +246,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn print_table(rows: &[Vec<String>]) {
+pub(crate) fn print_table(rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..rows.first().map_or(0, |r| r.len()))
         .map(|i| {
             rows.iter()

@@ -44,6 +44,9 @@ pub enum Command {
     Inbox(InboxCommand),
     /// The node's peers, connections, queues and last errors.
     Status(ConfigArg),
+    /// The receiving agency's feed: read a `stream` sink as JSON Lines and acknowledge what
+    /// was taken; list and retry the records a sink set aside (dead letters).
+    Feed(FeedArgs),
     /// Work with records offline: validate a report, seal it, open an envelope.
     #[command(subcommand)]
     Record(RecordCommand),
@@ -74,6 +77,98 @@ pub struct BenchArgs {
     /// file system measured (default: the system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `pons feed`: reads when no subcommand is given.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FeedArgs {
+    /// Acknowledge, list or retry dead letters instead of reading.
+    #[command(subcommand)]
+    pub command: Option<FeedCommand>,
+    #[command(flatten)]
+    pub read: FeedReadArgs,
+}
+
+/// `pons feed [--follow] [--from CURSOR] [--auto-ack]`.
+#[derive(Debug, Args)]
+pub struct FeedReadArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The `stream` sink to read (default: the node's only one).
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+    /// Keep reading as records arrive, until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// Start after this cursor instead of after the last acknowledged record.
+    #[arg(long, value_name = "CURSOR")]
+    pub from: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FeedFormat::Jsonl)]
+    pub format: FeedFormat,
+    /// Acknowledge each batch once it was written to standard output and flushed.
+    #[arg(long)]
+    pub auto_ack: bool,
+    /// Records per read (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+}
+
+/// Output formats of `pons feed`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FeedFormat {
+    /// One feed record (JSON, see docs/integrating-a-feed.md) per line.
+    Jsonl,
+}
+
+/// `pons feed …`.
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Acknowledge every record of a `stream` sink up to CURSOR (each is journaled as
+    /// handed over); repeating an acknowledgement is harmless.
+    Ack(FeedAckArgs),
+    /// Records the sinks set aside after their attempts ran out.
+    DeadLetters(FeedDeadLettersArgs),
+    /// Hand a dead letter over again (the sink's worker tries it next).
+    Retry(FeedRetryArgs),
+}
+
+/// `pons feed ack`.
+#[derive(Debug, Args)]
+pub struct FeedAckArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The `stream` sink (default: the node's only one).
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+    /// The `cursor` of the last record taken.
+    pub cursor: u64,
+}
+
+/// `pons feed dead-letters`.
+#[derive(Debug, Args)]
+pub struct FeedDeadLettersArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Only this sink's.
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// `pons feed retry`.
+#[derive(Debug, Args)]
+pub struct FeedRetryArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The sink (default: the one holding the record).
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+    /// The record id.
+    pub id: String,
 }
 
 /// `pons demo`.

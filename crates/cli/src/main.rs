@@ -8,6 +8,7 @@ mod bench;
 mod client;
 mod demo;
 mod exit;
+mod feed;
 mod flags;
 mod init;
 mod node;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Outbox(cmd) => client::outbox(cmd),
         Command::Inbox(cmd) => client::inbox(cmd),
         Command::Status(args) => client::status(&args),
+        Command::Feed(args) => feed::run(args),
         Command::Record(cmd) => record::run(cmd),
         Command::Pki(cmd) => pki::run(cmd),
         Command::Bench(args) => bench::run(&args),
