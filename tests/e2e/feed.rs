@@ -529,3 +529,234 @@ fn read_lines(child: &mut Child, n: usize) -> Option<Vec<Value>> {
     }
     Some(out)
 }
+
+/// Records the nats test sends through the feed.
+const NATS_RECORDS: usize = 10_000;
+
+/// A `nats-server` with JetStream on 127.0.0.1 and a temporary store; killed on drop.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `nats-server` on PATH, installed from the Debian package `nats-server` when missing.
+/// Returns `None` (after saying so loudly) when it cannot be had; under `CI=true` that is
+/// a failure instead.
+fn nats_server_binary() -> Option<PathBuf> {
+    let find = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("nats-server"))
+                .find(|p| p.is_file())
+        })
+    };
+    if let Some(p) = find() {
+        return Some(p);
+    }
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+    };
+    let mut log = String::new();
+    for attempt in [
+        &["install", "-y", "nats-server"][..],
+        &["update"][..],
+        &["install", "-y", "nats-server"][..],
+    ] {
+        match apt(attempt) {
+            Ok(out) => {
+                log.push_str(&String::from_utf8_lossy(&out.stderr));
+                if attempt[0] == "install" && out.status.success() {
+                    break;
+                }
+            }
+            Err(e) => log.push_str(&format!("apt-get {}: {e}\n", attempt.join(" "))),
+        }
+    }
+    if let Some(p) = find() {
+        return Some(p);
+    }
+    let message = format!(
+        "NATS TEST NOT RUN: nats-server is not on PATH and `apt-get install -y nats-server` \
+         failed:\n{log}"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{message}");
+    }
+    eprintln!("\n!!!!!!!!!!\n{message}\n!!!!!!!!!!\n");
+    None
+}
+
+fn start_nats(binary: &Path) -> NatsServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free TCP port")
+        .port();
+    let log = std::fs::File::create(dir.path().join("nats.log")).expect("nats log");
+    let child = Command::new(binary)
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path().join("store"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start nats-server");
+    let server = NatsServer {
+        child,
+        port,
+        _dir: dir,
+    };
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "nats-server did not listen on {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server
+}
+
+/// Submits `n` reports to cuta through adolescence's control socket from `threads` clients.
+fn submit_to(socket: PathBuf, report: String, n: usize, threads: usize) -> Vec<String> {
+    let per = n.div_ceil(threads);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let socket = socket.clone();
+            let report = report.clone();
+            let count = per.min(n.saturating_sub(t * per));
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                (0..count)
+                    .map(|_| {
+                        let request = Request::Submit {
+                            to: "cuta".into(),
+                            class: MRR.into(),
+                            report: report.clone(),
+                            purpose: Some("e2e test".into()),
+                            justification: Some("e2e test".into()),
+                        };
+                        match rt.block_on(control::call(&socket, &request)) {
+                            Ok(Response::Ok { body }) => {
+                                body["id"].as_str().expect("an id").to_owned()
+                            }
+                            other => panic!("submit refused: {other:?}"),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("submitter thread"))
+        .collect()
+}
+
+/// Messages in the JetStream stream `PONS`, in stream order: (Nats-Msg-Id, payload).
+async fn stream_messages(port: u16) -> Vec<(String, Value)> {
+    let client = async_nats::connect(format!("127.0.0.1:{port}"))
+        .await
+        .expect("connect to nats");
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js.get_stream("PONS").await.expect("stream PONS");
+    let info = stream.info().await.expect("stream info");
+    let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+    let mut out = Vec::new();
+    for seq in first..=last {
+        let m = stream.get_raw_message(seq).await.expect("a stream message");
+        let id = m
+            .headers
+            .get(async_nats::header::NATS_MESSAGE_ID)
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_else(|| panic!("no Nats-Msg-Id header in {:?}", m.headers));
+        let payload: Value = serde_json::from_slice(&m.payload).expect("a JSON payload");
+        out.push((id, payload));
+    }
+    out
+}
+
+async fn stream_len(port: u16) -> u64 {
+    let Ok(client) = async_nats::connect(format!("127.0.0.1:{port}")).await else {
+        return 0;
+    };
+    let js = async_nats::jetstream::new(client);
+    let Ok(mut stream) = js.get_stream("PONS").await else {
+        return 0;
+    };
+    stream.info().await.map_or(0, |i| i.state.messages)
+}
+
+#[test]
+fn nats_receives_ten_thousand_records_exactly_once_across_a_kill_of_the_node() {
+    let Some(binary) = nats_server_binary() else {
+        return;
+    };
+    let nats = start_nats(&binary);
+    let sinks = format!(
+        "[[sink]]\nname = \"bus\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\
+         stream = \"PONS\"\nsubject = \"pons.records\"\nretry_initial_ms = 50\nretry_max_ms = 1000\n",
+        nats.port
+    );
+    let mut fed = federation(&sinks);
+    let socket = control_socket(&fed, "adolescence");
+    let report = report("");
+    let submitter = std::thread::spawn(move || submit_to(socket, report, NATS_RECORDS, 8));
+
+    // Kill cuta while records flow into it and out to JetStream.
+    fed.wait_until("JetStream holds a fifth of the records", || {
+        (fed.block_on(stream_len(nats.port)) >= (NATS_RECORDS / 5) as u64).then_some(())
+    });
+    fed.kill("cuta");
+    fed.start("cuta");
+    let ids = submitter.join().expect("submitters");
+    assert_eq!(ids.len(), NATS_RECORDS);
+    fed.wait_until("JetStream holds every record", || {
+        (fed.block_on(stream_len(nats.port)) >= NATS_RECORDS as u64).then_some(())
+    });
+    fed.wait_until("the bus sink's cursor reached the last record", || {
+        let status = fed.control_ok("cuta", Request::Status);
+        let feed = status["feed"].as_array()?.first()?.clone();
+        (feed["behind"] == 0 && status["inbox"] == NATS_RECORDS).then_some(())
+    });
+    let messages = fed.block_on(stream_messages(nats.port));
+    fed.stop_all();
+
+    let expected: BTreeSet<String> = ids.into_iter().collect();
+    let msg_ids: Vec<String> = messages.iter().map(|(id, _)| id.clone()).collect();
+    assert_exactly(&msg_ids, &expected, "JetStream messages");
+    for (id, payload) in &messages {
+        assert_eq!(payload["id"], id.as_str());
+    }
+    check_feed_record(&messages[0].1, "bus");
+    let cursors: Vec<u64> = messages
+        .iter()
+        .map(|(_, p)| p["cursor"].as_u64().expect("cursor"))
+        .collect();
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "JetStream order is not arrival order"
+    );
+    let store = fed.store("cuta");
+    let entries = journal(&store);
+    assert_exactly(
+        &disclosed_to(&entries, "bus"),
+        &expected,
+        "bus disclose entries",
+    );
+}
