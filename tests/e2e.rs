@@ -14,5 +14,7 @@ mod exchange;
 mod faults;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/journal.rs"]
+mod journal;
 #[path = "e2e/feed.rs"]
 mod feed;

@@ -53,6 +53,10 @@ pub enum Command {
     /// Manage certificates: make a development CA and node certificates.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// The audit journal (role dpo): verify its integrity, search it, export it. Every call
+    /// is itself journaled with its justification.
+    #[command(subcommand)]
+    Journal(JournalCommand),
     /// Measure the exchange end to end (two nodes in this process, durable as in
     /// production) against this machine's signature and fdatasync limits.
     Bench(BenchArgs),
@@ -464,4 +468,104 @@ pub enum KeyAlgorithm {
     Ed25519,
     /// ECDSA P-256 (COSE ES256).
     P256,
+}
+
+/// `pons journal …`.
+#[derive(Debug, Subcommand)]
+pub enum JournalCommand {
+    /// Verify the hash chain, the stored head and the checkpoints; exit 3 naming the first
+    /// bad entry. With `--export`, verify an exported file offline instead.
+    Verify(JournalVerifyArgs),
+    /// Search the journal (journaled as journal-read).
+    Search(JournalSearchArgs),
+    /// Export the journal to a file (journaled as export).
+    Export(JournalExportArgs),
+}
+
+/// `pons journal verify`.
+#[derive(Debug, Args)]
+pub struct JournalVerifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Why you read the journal (journaled; required unless `--export` is given).
+    #[arg(long)]
+    pub justification: Option<String>,
+    /// Verify this JSONL export offline (no node needed) instead of the node's journal.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
+    /// The node's record-signing certificate: checkpoint signatures in the export must
+    /// verify with its key.
+    #[arg(long, value_name = "CERT.pem", requires = "export")]
+    pub cert: Option<PathBuf>,
+}
+
+/// The filters of `journal search` and `journal export`.
+#[derive(Debug, Args)]
+pub struct JournalFilterArgs {
+    /// A data subject: national register number, or `given names|family name|YYYY-MM-DD`;
+    /// the node turns it into the subject pseudonym (the value itself is not kept).
+    #[arg(long, value_name = "VALUE")]
+    pub subject: Option<String>,
+    /// A record id.
+    #[arg(long, value_name = "ID")]
+    pub record: Option<String>,
+    /// A peer node (the counterpart of the entries).
+    #[arg(long, value_name = "NODE")]
+    pub peer: Option<String>,
+    /// An actor (OS user name, or `system`).
+    #[arg(long, value_name = "USER")]
+    pub actor: Option<String>,
+    /// An operation: collect, disclose, receive, consult, alter, combine, erase, restrict,
+    /// review, reject, hold, journal-read, export.
+    #[arg(long, value_name = "OP")]
+    pub operation: Option<String>,
+    /// From this date (`YYYY-MM-DD`, UTC) or RFC 3339 time, inclusive.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Until this date (the whole day included) or RFC 3339 time (exclusive).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+}
+
+/// `pons journal search`.
+#[derive(Debug, Args)]
+pub struct JournalSearchArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub filter: JournalFilterArgs,
+    /// Why you read the journal (journaled).
+    #[arg(long)]
+    pub justification: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+}
+
+/// Journal export formats.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum JournalFormat {
+    /// One JSON object per line: a header, the entries, the checkpoints
+    /// (docs/journal-format.md); verifiable offline.
+    Jsonl,
+    /// One row per entry, for spreadsheets (not verifiable: use jsonl for that).
+    Csv,
+}
+
+/// `pons journal export`.
+#[derive(Debug, Args)]
+pub struct JournalExportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub filter: JournalFilterArgs,
+    /// Why you export the journal (journaled).
+    #[arg(long)]
+    pub justification: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = JournalFormat::Jsonl)]
+    pub format: JournalFormat,
+    /// Where to write the export.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }

@@ -11,6 +11,7 @@ mod exit;
 mod feed;
 mod flags;
 mod init;
+mod journal;
 mod node;
 mod pki;
 mod record;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Feed(args) => feed::run(args),
         Command::Record(cmd) => record::run(cmd),
         Command::Pki(cmd) => pki::run(cmd),
+        Command::Journal(cmd) => journal::run(cmd),
         Command::Bench(args) => bench::run(&args),
     };
     match outcome {

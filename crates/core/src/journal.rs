@@ -439,6 +439,489 @@ where
     Ok(head)
 }
 
+/// Which entries a DPO's search or export selects. Every field set must match; an empty
+/// filter selects every entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JournalFilter {
+    /// Entries about this subject pseudonym (64 hex digits).
+    pub subject_ref: Option<String>,
+    /// Entries about this record.
+    pub record_id: Option<Uuid>,
+    /// Entries whose counterpart is this node.
+    pub peer: Option<NodeId>,
+    /// Entries by this actor (OS user or [`SYSTEM_ACTOR`]).
+    pub actor: Option<String>,
+    /// Entries of this operation.
+    pub operation: Option<Operation>,
+    /// Entries at or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Entries strictly before this instant.
+    pub until: Option<OffsetDateTime>,
+}
+
+impl JournalFilter {
+    /// Whether no field is set (every entry matches).
+    pub fn is_empty(&self) -> bool {
+        *self == JournalFilter::default()
+    }
+
+    /// Whether `entry` is selected.
+    pub fn matches(&self, entry: &JournalEntry) -> bool {
+        fn eq<T: PartialEq>(want: &Option<T>, have: Option<&T>) -> bool {
+            want.as_ref().is_none_or(|w| have == Some(w))
+        }
+        eq(&self.subject_ref, entry.subject_ref.as_ref())
+            && eq(&self.record_id, entry.record_id.as_ref())
+            && eq(&self.peer, entry.counterpart.as_ref())
+            && eq(&self.actor, Some(&entry.actor))
+            && eq(&self.operation, Some(&entry.operation))
+            && self.since.is_none_or(|s| entry.time >= s)
+            && self.until.is_none_or(|u| entry.time < u)
+    }
+}
+
+/// Version of the JSONL export format, in its header line.
+pub const EXPORT_VERSION: u64 = 1;
+
+/// Name of the JSONL export format, in its header line.
+pub const EXPORT_FORMAT: &str = "pons-journal-export";
+
+/// One line of a JSONL journal export (see `docs/journal-format.md`): a JSON object whose
+/// `type` is `header`, `entry` or `checkpoint`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[non_exhaustive]
+// Entries are by far the most frequent line: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum ExportLine {
+    /// The first line: what the file holds.
+    Header(ExportHeader),
+    /// One journal entry.
+    Entry(ExportedEntry),
+    /// One signed checkpoint, with the countersignatures known for it.
+    Checkpoint(ExportedCheckpoint),
+}
+
+/// The header line of an export.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportHeader {
+    /// [`EXPORT_FORMAT`].
+    pub format: String,
+    /// [`EXPORT_VERSION`].
+    pub version: u64,
+    /// The node whose journal this is.
+    pub node: String,
+    /// When the export was made ([`format_time`]).
+    pub exported_at: String,
+    /// Whether a filter selected the entries: then only each entry's own hash and the links
+    /// between consecutive sequence numbers can be checked, not the whole chain.
+    pub filtered: bool,
+    /// The head the first entry follows: sequence 0 and 32 zero bytes for a journal
+    /// exported from its start, or the head of the anchor checkpoint after pruning.
+    pub start_seq: u64,
+    /// Hash of the head the first entry follows, hex.
+    pub start_hash: String,
+    /// The journal head when the export was made.
+    pub head_seq: u64,
+    /// Hash of the journal head, hex.
+    pub head_hash: String,
+}
+
+/// A journal entry as exported: every field of [`JournalEntry`], hashes and record id as
+/// text, time both as text and as the three integers of the canonical encoding.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedEntry {
+    /// Sequence number.
+    pub seq: u64,
+    /// The time as [`format_time`] writes it; must agree with the three integers below.
+    pub time: String,
+    /// Seconds since the Unix epoch (canonical field 2).
+    pub time_unix: i64,
+    /// Nanoseconds within the second (canonical field 3).
+    pub time_nanos: u32,
+    /// UTC offset in seconds (canonical field 4).
+    pub time_offset: i32,
+    /// The node keeping the journal.
+    pub node: String,
+    /// Actor.
+    pub actor: String,
+    /// Actor's role.
+    pub role: Option<String>,
+    /// Operation, kebab-case.
+    pub operation: String,
+    /// Record id, hyphenated lower-case UUID.
+    pub record_id: Option<String>,
+    /// Record class.
+    pub class: Option<String>,
+    /// Subject pseudonym.
+    pub subject_ref: Option<String>,
+    /// Counterpart node.
+    pub counterpart: Option<String>,
+    /// Purpose.
+    pub purpose: Option<String>,
+    /// Justification.
+    pub justification: Option<String>,
+    /// Legal basis.
+    pub legal_basis: Option<String>,
+    /// Outcome, kebab-case.
+    pub outcome: String,
+    /// Previous hash, 64 lower-case hex digits.
+    pub prev_hash: String,
+    /// This entry's hash, 64 lower-case hex digits.
+    pub hash: String,
+}
+
+/// A checkpoint as exported: the signed envelope and its countersignatures, hex.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedCheckpoint {
+    /// Sequence number the checkpoint covers (informational; the signed payload rules).
+    pub seq: u64,
+    /// Head hash (informational), hex.
+    pub head: String,
+    /// The checkpoint's COSE_Sign1 envelope, hex.
+    pub cose: String,
+    /// Countersignatures by peers (COSE_Sign1 envelopes), hex.
+    #[serde(default)]
+    pub cosigned: Vec<String>,
+}
+
+/// Why an exported entry cannot be read back.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportError {
+    /// A field has a value outside its rule.
+    #[error("journal entry {seq}: {field}: {rule}")]
+    Field {
+        /// The entry's sequence number.
+        seq: u64,
+        /// The field.
+        field: &'static str,
+        /// The rule broken.
+        rule: String,
+    },
+}
+
+/// Formats a journal time for exports: `YYYY-MM-DDTHH:MM:SS.nnnnnnnnn±HH:MM`, always nine
+/// fraction digits and a numeric offset; `:SS` is appended to the offset when it has seconds.
+pub fn format_time(t: OffsetDateTime) -> String {
+    let off = t.offset().whole_seconds();
+    let sign = if off < 0 { '-' } else { '+' };
+    let a = off.unsigned_abs();
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}{}{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond(),
+        sign,
+        a / 3600,
+        (a / 60) % 60
+    );
+    if a % 60 != 0 {
+        out.push_str(&format!(":{:02}", a % 60));
+    }
+    out
+}
+
+impl From<&JournalEntry> for ExportedEntry {
+    fn from(e: &JournalEntry) -> ExportedEntry {
+        ExportedEntry {
+            seq: e.seq,
+            time: format_time(e.time),
+            time_unix: e.time.unix_timestamp(),
+            time_nanos: e.time.nanosecond(),
+            time_offset: e.time.offset().whole_seconds(),
+            node: e.node.as_str().to_owned(),
+            actor: e.actor.clone(),
+            role: e.role.clone(),
+            operation: e.operation.as_str().to_owned(),
+            record_id: e.record_id.map(|u| u.hyphenated().to_string()),
+            class: e.class.clone(),
+            subject_ref: e.subject_ref.clone(),
+            counterpart: e.counterpart.as_ref().map(|n| n.as_str().to_owned()),
+            purpose: e.purpose.clone(),
+            justification: e.justification.clone(),
+            legal_basis: e.legal_basis.clone(),
+            outcome: e.outcome.as_str().to_owned(),
+            prev_hash: hex::encode(e.prev_hash),
+            hash: hex::encode(e.hash),
+        }
+    }
+}
+
+impl TryFrom<&ExportedEntry> for JournalEntry {
+    type Error = ExportError;
+
+    /// Reads an exported entry back, refusing any field that does not have exactly the form
+    /// [`ExportedEntry::from`] writes (so one entry has one export text). The hash is not
+    /// checked here: [`verify_chain_from`] does that.
+    fn try_from(x: &ExportedEntry) -> Result<JournalEntry, ExportError> {
+        let seq = x.seq;
+        let bad = |field: &'static str, rule: String| ExportError::Field { seq, field, rule };
+        let offset = time::UtcOffset::from_whole_seconds(x.time_offset)
+            .map_err(|e| bad("time_offset", e.to_string()))?;
+        if x.time_nanos >= 1_000_000_000 {
+            return Err(bad("time_nanos", "must be below 1000000000".into()));
+        }
+        let time = OffsetDateTime::from_unix_timestamp(x.time_unix)
+            .map_err(|e| bad("time_unix", e.to_string()))?
+            .replace_nanosecond(x.time_nanos)
+            .map_err(|e| bad("time_nanos", e.to_string()))?
+            .to_offset(offset);
+        if format_time(time) != x.time {
+            return Err(bad(
+                "time",
+                format!("{:?} does not equal {}", x.time, format_time(time)),
+            ));
+        }
+        let node = |field, s: &str| NodeId::new(s).map_err(|e| bad(field, e.to_string()));
+        let hash = |field, s: &str| -> Result<[u8; 32], ExportError> {
+            let mut out = [0u8; 32];
+            if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+                return Err(bad(field, "must be 64 lower-case hex digits".into()));
+            }
+            hex::decode_to_slice(s, &mut out)
+                .map_err(|_| bad(field, "must be 64 lower-case hex digits".into()))?;
+            Ok(out)
+        };
+        let record_id = match &x.record_id {
+            None => None,
+            Some(s) => {
+                let u = Uuid::parse_str(s).map_err(|e| bad("record_id", e.to_string()))?;
+                if u.hyphenated().to_string() != *s {
+                    return Err(bad(
+                        "record_id",
+                        "must be a hyphenated lower-case UUID".into(),
+                    ));
+                }
+                Some(u)
+            }
+        };
+        let outcome = match x.outcome.as_str() {
+            "success" => Outcome::Success,
+            "refused" => Outcome::Refused,
+            "failed" => Outcome::Failed,
+            other => return Err(bad("outcome", format!("{other:?} is not an outcome"))),
+        };
+        Ok(JournalEntry {
+            seq,
+            time,
+            node: node("node", &x.node)?,
+            actor: x.actor.clone(),
+            role: x.role.clone(),
+            operation: Operation::parse(&x.operation).ok_or_else(|| {
+                bad(
+                    "operation",
+                    format!("{:?} is not an operation", x.operation),
+                )
+            })?,
+            record_id,
+            class: x.class.clone(),
+            subject_ref: x.subject_ref.clone(),
+            counterpart: x
+                .counterpart
+                .as_deref()
+                .map(|c| node("counterpart", c))
+                .transpose()?,
+            purpose: x.purpose.clone(),
+            justification: x.justification.clone(),
+            legal_basis: x.legal_basis.clone(),
+            outcome,
+            prev_hash: hash("prev_hash", &x.prev_hash)?,
+            hash: hash("hash", &x.hash)?,
+        })
+    }
+}
+
+/// Why an export does not verify.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExportFault {
+    /// The first line is not a header, or a second header appears.
+    #[error("line {line}: {reason}")]
+    Header {
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An entry's fields are not in export form.
+    #[error("line {line}: {source}")]
+    Field {
+        /// 1-based line number.
+        line: u64,
+        /// The field error.
+        source: ExportError,
+    },
+    /// The chain breaks at an entry.
+    #[error("line {line}: {source}")]
+    Chain {
+        /// 1-based line number.
+        line: u64,
+        /// The chain error (names the entry's seq).
+        source: ChainError,
+    },
+    /// The entries do not end at the head the header announces: the tail was cut, or
+    /// entries were added.
+    #[error("export ends at entry {last_seq} but its header names head {head_seq} {head_hash}")]
+    Head {
+        /// Sequence number of the last entry in the file.
+        last_seq: u64,
+        /// Head sequence number in the header.
+        head_seq: u64,
+        /// Head hash in the header (hex).
+        head_hash: String,
+    },
+    /// A checkpoint line fails.
+    #[error("line {line}: checkpoint: {reason}")]
+    Checkpoint {
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// What an export that verified holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// The node whose journal it is.
+    pub node: String,
+    /// Entries checked.
+    pub entries: u64,
+    /// The head after the last entry (for a whole export: the journal head).
+    pub head: Option<ChainHead>,
+    /// Whether the export was filtered (links checked only between consecutive entries).
+    pub filtered: bool,
+    /// Checkpoint lines checked.
+    pub checkpoints: u64,
+}
+
+/// Verifies a JSONL export line by line, in constant memory: feed it every parsed line
+/// with [`ExportVerifier::push`], then call [`ExportVerifier::finish`].
+///
+/// For an unfiltered export the entries must form one chain from the header's start head to
+/// its head. For a filtered one each entry's hash must match its content, and consecutive
+/// sequence numbers must link. Checkpoint lines are checked by a caller-supplied function
+/// (signature and head, see `pons_core::checkpoint`), so this type does no cryptography
+/// beyond hashing.
+#[derive(Debug, Default)]
+pub struct ExportVerifier {
+    line: u64,
+    header: Option<ExportHeader>,
+    head: ChainHead,
+    entries: u64,
+    checkpoints: u64,
+}
+
+impl Default for ChainHead {
+    fn default() -> Self {
+        ChainHead::genesis()
+    }
+}
+
+impl ExportVerifier {
+    /// A verifier expecting the header line first.
+    pub fn new() -> ExportVerifier {
+        ExportVerifier::default()
+    }
+
+    /// The header, once read.
+    pub fn header(&self) -> Option<&ExportHeader> {
+        self.header.as_ref()
+    }
+
+    /// Checks one line. `checkpoint` is called for checkpoint lines and returns why one
+    /// is bad, if it is.
+    pub fn push(
+        &mut self,
+        line: &ExportLine,
+        checkpoint: &mut dyn FnMut(&ExportedCheckpoint) -> Result<(), String>,
+    ) -> Result<(), ExportFault> {
+        self.line += 1;
+        let n = self.line;
+        let header_fault = |reason: &str| ExportFault::Header {
+            line: n,
+            reason: reason.to_owned(),
+        };
+        match (line, &self.header) {
+            (ExportLine::Header(h), None) => {
+                if h.format != EXPORT_FORMAT || h.version != EXPORT_VERSION {
+                    return Err(header_fault(&format!(
+                        "format {:?} version {} is not {EXPORT_FORMAT} version {EXPORT_VERSION}",
+                        h.format, h.version
+                    )));
+                }
+                let mut start = [0u8; 32];
+                hex::decode_to_slice(&h.start_hash, &mut start)
+                    .map_err(|_| header_fault("start_hash must be 64 hex digits"))?;
+                self.head = ChainHead {
+                    seq: h.start_seq,
+                    hash: start,
+                };
+                self.header = Some(h.clone());
+                Ok(())
+            }
+            (ExportLine::Header(_), Some(_)) => Err(header_fault("a second header line")),
+            (_, None) => Err(header_fault("the first line must be the header")),
+            (ExportLine::Entry(x), Some(h)) => {
+                let entry = JournalEntry::try_from(x)
+                    .map_err(|source| ExportFault::Field { line: n, source })?;
+                let start = if h.filtered && entry.seq != self.head.seq.wrapping_add(1) {
+                    // A gap left by the filter: only this entry's own hash can be checked.
+                    ChainHead {
+                        seq: entry.seq.wrapping_sub(1),
+                        hash: entry.prev_hash,
+                    }
+                } else {
+                    self.head
+                };
+                self.head = verify_chain_from(std::iter::once(&entry), start)
+                    .map_err(|source| ExportFault::Chain { line: n, source })?;
+                self.entries += 1;
+                Ok(())
+            }
+            (ExportLine::Checkpoint(c), Some(_)) => {
+                checkpoint(c).map_err(|reason| ExportFault::Checkpoint { line: n, reason })?;
+                self.checkpoints += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the verification: an unfiltered export must end at the header's head.
+    pub fn finish(self) -> Result<ExportSummary, ExportFault> {
+        let Some(h) = self.header else {
+            return Err(ExportFault::Header {
+                line: 0,
+                reason: "the export is empty: no header line".into(),
+            });
+        };
+        if !h.filtered
+            && (self.head.seq != h.head_seq || hex::encode(self.head.hash) != h.head_hash)
+        {
+            return Err(ExportFault::Head {
+                last_seq: self.head.seq,
+                head_seq: h.head_seq,
+                head_hash: h.head_hash,
+            });
+        }
+        Ok(ExportSummary {
+            node: h.node,
+            entries: self.entries,
+            head: (self.entries > 0).then_some(self.head),
+            filtered: h.filtered,
+            checkpoints: self.checkpoints,
+        })
+    }
+}
+
 // Minimal deterministic CBOR writer for the canonical form: writing it by hand keeps the
 // byte layout under this module's control (no serializer may reorder or re-encode fields).
 const MAJOR_UINT: u8 = 0;

@@ -95,6 +95,25 @@ pub enum Request {
         /// The record id.
         id: String,
     },
+    /// Verify the journal chain and checkpoints (role dpo; journaled as `journal-read`).
+    JournalVerify {
+        /// Why the caller reads the journal.
+        justification: String,
+    },
+    /// Search the journal (role dpo; journaled as `journal-read`).
+    JournalSearch {
+        /// The filters.
+        query: crate::journal::JournalQuery,
+        /// Why the caller reads the journal.
+        justification: String,
+    },
+    /// Export the journal as export lines (role dpo; journaled as `export`).
+    JournalExport {
+        /// The filters.
+        query: crate::journal::JournalQuery,
+        /// Why the caller exports the journal.
+        justification: String,
+    },
 }
 
 /// The answer to a request.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod feed;
+pub mod journal;
 pub mod runtime;
 pub mod secret;
 

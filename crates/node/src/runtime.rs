@@ -132,6 +132,11 @@ impl Runtime {
         &self.config.node_id
     }
 
+    /// The federation's pseudonym key (for `crate::journal`).
+    pub(crate) fn pseudonym_key(&self) -> &PseudonymKey {
+        &self.pseudonym_key
+    }
+
     /// Allowed clock difference, as the rule crates take it.
     fn skew(&self) -> time::Duration {
         time::Duration::try_from(self.config.limits.clock_skew)
@@ -846,6 +851,17 @@ impl Handler for Runtime {
                 Some(feed) => crate::feed::handle(feed, self, &caller, request).await,
                 None => Err(Response::runtime("the feed is not running")),
             },
+            Request::JournalVerify { justification } => {
+                self.journal_verify(&caller, &justification).await
+            }
+            Request::JournalSearch {
+                query,
+                justification,
+            } => self.journal_search(&caller, &query, &justification).await,
+            Request::JournalExport {
+                query,
+                justification,
+            } => self.journal_export(&caller, &query, &justification).await,
         };
         match result {
             Ok(body) => Response::ok(body),

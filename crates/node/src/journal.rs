@@ -1,0 +1,397 @@
+//! The DPO's journal requests: verify, search and export, each itself journaled.
+//!
+//! Every request here needs the `dpo` role and a justification, and leaves one entry
+//! (`journal-read` for verify and search, `export` for export) **before** anything is read,
+//! so that no read of the journal goes unlogged (LED art. 25(1): consultation logs show the
+//! justification, date, time and person).
+//!
+//! `--subject` is pseudonymised here, by the node, with the federation's pseudonym key: the
+//! DPO sends the national register number or "given names|family name|YYYY-MM-DD" over the
+//! control socket (a local socket, never the network) and needs no access to the key file.
+//! The value is not kept: the journal-read entry names the subject by its pseudonym.
+
+use pons_core::class::NationalRegisterNumber;
+use pons_core::journal::{
+    format_time, ChainHead, ExportHeader, ExportLine, ExportedEntry, JournalEntry, JournalFilter,
+    Operation, Outcome, EXPORT_FORMAT, EXPORT_VERSION,
+};
+use pons_core::pseudonym::SubjectIdentity;
+use pons_core::record::parse_date;
+use pons_core::NodeId;
+use pons_store::StoreError;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::config::Role;
+use crate::control::{Caller, Response};
+use crate::runtime::Runtime;
+
+/// The filters of `pons journal search` and `pons journal export`, as the DPO typed them;
+/// the node parses and checks them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalQuery {
+    /// The subject: a national register number, or `given names|family name|YYYY-MM-DD`.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A record id.
+    #[serde(default)]
+    pub record: Option<String>,
+    /// A peer node (the entries' counterpart).
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// An actor (OS user, or `system`).
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// An operation, e.g. `disclose`.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// From this date (`YYYY-MM-DD`, midnight UTC) or RFC 3339 instant, inclusive.
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Until this date (`YYYY-MM-DD`: the whole day is included) or RFC 3339 instant
+    /// (exclusive).
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+type Refused = Response;
+
+fn require_dpo(caller: &Caller, what: &str) -> Result<(), Refused> {
+    if caller.has_any(&[Role::Dpo]) {
+        return Ok(());
+    }
+    Err(Response::invalid(
+        format!(
+            "{what} needs the role dpo: user {} (uid {}) does not hold it",
+            caller.user, caller.uid
+        ),
+        vec![],
+    ))
+}
+
+fn require_justification(justification: &str) -> Result<(), Refused> {
+    if justification.trim().is_empty() {
+        return Err(Response::invalid(
+            "justification: required to read or export the journal (LED art. 25)",
+            vec![],
+        ));
+    }
+    Ok(())
+}
+
+/// Maps a store error: a chain or head fault is an integrity failure (exit 3).
+fn store_error(e: StoreError) -> Refused {
+    match e {
+        StoreError::Chain(_) | StoreError::HeadMismatch { .. } | StoreError::Corrupt { .. } => {
+            Response::integrity(e.to_string())
+        }
+        other => Response::runtime(other.to_string()),
+    }
+}
+
+/// Parses a subject as a national register number or `given names|family name|YYYY-MM-DD`.
+pub fn parse_subject(value: &str) -> Result<SubjectInput, String> {
+    let parts: Vec<&str> = value.split('|').collect();
+    match parts.as_slice() {
+        [nrn] => NationalRegisterNumber::parse(nrn)
+            .map(SubjectInput::Nrn)
+            .map_err(|e| format!("subject: {e}; or write given names|family name|YYYY-MM-DD")),
+        [given, family, dob] => {
+            let date = parse_date(dob.trim()).ok_or_else(|| {
+                format!("subject: date of birth {dob:?} is not a date YYYY-MM-DD")
+            })?;
+            if given.trim().is_empty() || family.trim().is_empty() {
+                return Err("subject: given names and family name must not be empty".into());
+            }
+            Ok(SubjectInput::Name {
+                given_names: given.to_string(),
+                family_name: family.to_string(),
+                date_of_birth: date,
+            })
+        }
+        _ => Err(
+            "subject: expected a national register number or given names|family name|YYYY-MM-DD"
+                .into(),
+        ),
+    }
+}
+
+/// A parsed subject, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubjectInput {
+    /// A national register number.
+    Nrn(NationalRegisterNumber),
+    /// Names and date of birth.
+    Name {
+        /// Given names.
+        given_names: String,
+        /// Family name.
+        family_name: String,
+        /// Date of birth.
+        date_of_birth: time::Date,
+    },
+}
+
+impl SubjectInput {
+    fn identity(&self) -> SubjectIdentity<'_> {
+        match self {
+            SubjectInput::Nrn(n) => SubjectIdentity::Nrn(n),
+            SubjectInput::Name {
+                given_names,
+                family_name,
+                date_of_birth,
+            } => SubjectIdentity::Name {
+                given_names,
+                family_name,
+                date_of_birth: *date_of_birth,
+            },
+        }
+    }
+}
+
+/// Parses a `--since` / `--until` value; `end_of_day` moves a plain date to the next
+/// midnight so that `--until 2026-11-23` includes that day.
+pub fn parse_instant(field: &str, value: &str, end_of_day: bool) -> Result<OffsetDateTime, String> {
+    if let Some(date) = parse_date(value) {
+        let t = date.midnight().assume_utc();
+        return Ok(if end_of_day {
+            t + time::Duration::days(1)
+        } else {
+            t
+        });
+    }
+    OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| format!("{field}: {value:?} is not a date YYYY-MM-DD or an RFC 3339 time"))
+}
+
+impl Runtime {
+    /// Resolves a query into a filter; every problem is listed (exit 2).
+    fn journal_filter(&self, q: &JournalQuery) -> Result<JournalFilter, Refused> {
+        let mut problems = Vec::new();
+        let mut filter = JournalFilter::default();
+        if let Some(s) = &q.subject {
+            match parse_subject(s) {
+                Ok(subject) => {
+                    filter.subject_ref = Some(
+                        self.pseudonym_key()
+                            .subject_ref(&subject.identity())
+                            .to_hex(),
+                    )
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if let Some(r) = &q.record {
+            match Uuid::parse_str(r) {
+                Ok(u) => filter.record_id = Some(u),
+                Err(e) => problems.push(format!("record: {r:?} is not a record id: {e}")),
+            }
+        }
+        if let Some(p) = &q.peer {
+            match NodeId::new(p) {
+                Ok(n) => filter.peer = Some(n),
+                Err(e) => problems.push(format!("peer: {e}")),
+            }
+        }
+        filter.actor = q.actor.clone();
+        if let Some(o) = &q.operation {
+            match Operation::parse(o) {
+                Some(op) => filter.operation = Some(op),
+                None => problems.push(format!(
+                    "operation: {o:?} is not one of {}",
+                    Operation::ALL.map(Operation::as_str).join(", ")
+                )),
+            }
+        }
+        if let Some(s) = &q.since {
+            match parse_instant("since", s, false) {
+                Ok(t) => filter.since = Some(t),
+                Err(e) => problems.push(e),
+            }
+        }
+        if let Some(u) = &q.until {
+            match parse_instant("until", u, true) {
+                Ok(t) => filter.until = Some(t),
+                Err(e) => problems.push(e),
+            }
+        }
+        if problems.is_empty() {
+            Ok(filter)
+        } else {
+            Err(Response::invalid(
+                format!("journal query refused ({} problems)", problems.len()),
+                problems,
+            ))
+        }
+    }
+
+    /// Journals a DPO's read or export of the journal, durable before anything is read.
+    async fn journal_access(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        purpose: &str,
+        filter: &JournalFilter,
+        justification: &str,
+    ) -> Result<u64, Refused> {
+        let mut draft = pons_core::journal::JournalDraft::new(
+            self.now(),
+            self.node().clone(),
+            caller.user.clone(),
+            op,
+            Outcome::Success,
+        );
+        draft.role = Some(Role::Dpo.to_string());
+        draft.purpose = Some(purpose.to_owned());
+        draft.justification = Some(justification.to_owned());
+        draft.subject_ref = filter.subject_ref.clone();
+        draft.record_id = filter.record_id;
+        draft.counterpart = filter.peer.clone();
+        self.store.append_journal(draft).await.map_err(store_error)
+    }
+
+    /// `pons journal verify`: the whole chain, the stored head, and the checkpoints.
+    pub(crate) async fn journal_verify(
+        &self,
+        caller: &Caller,
+        justification: &str,
+    ) -> Result<Value, Refused> {
+        require_dpo(caller, "journal verify")?;
+        require_justification(justification)?;
+        let seq = self
+            .journal_access(
+                caller,
+                Operation::JournalRead,
+                "journal verification",
+                &JournalFilter::default(),
+                justification,
+            )
+            .await?;
+        let head = self.store.verify_journal().map_err(store_error)?;
+        Ok(json!({
+            "verified": true,
+            "entries": head.seq,
+            "head_hash": hex::encode(head.hash),
+            "journal_seq": seq,
+        }))
+    }
+
+    /// `pons journal search`: the entries matching the query.
+    pub(crate) async fn journal_search(
+        &self,
+        caller: &Caller,
+        query: &JournalQuery,
+        justification: &str,
+    ) -> Result<Value, Refused> {
+        require_dpo(caller, "journal search")?;
+        require_justification(justification)?;
+        let filter = self.journal_filter(query)?;
+        let seq = self
+            .journal_access(
+                caller,
+                Operation::JournalRead,
+                "journal search",
+                &filter,
+                justification,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for entry in self.store.journal_iter(0) {
+            let entry = entry.map_err(store_error)?;
+            if entry.seq >= seq {
+                // This search's own entry (and anything after it) is not part of the answer.
+                break;
+            }
+            if filter.matches(&entry) {
+                out.push(ExportedEntry::from(&entry));
+            }
+        }
+        Ok(json!({ "journal_seq": seq, "entries": out }))
+    }
+
+    /// `pons journal export`: the header line, the matching entries (including this
+    /// export's own entry when it matches) and the checkpoints.
+    pub(crate) async fn journal_export(
+        &self,
+        caller: &Caller,
+        query: &JournalQuery,
+        justification: &str,
+    ) -> Result<Value, Refused> {
+        require_dpo(caller, "journal export")?;
+        require_justification(justification)?;
+        let filter = self.journal_filter(query)?;
+        let seq = self
+            .journal_access(
+                caller,
+                Operation::Export,
+                "journal export",
+                &filter,
+                justification,
+            )
+            .await?;
+        let mut lines = Vec::new();
+        let mut head = ChainHead::genesis();
+        let start = ChainHead::genesis();
+        for entry in self.store.journal_iter(0) {
+            let entry: JournalEntry = entry.map_err(store_error)?;
+            if entry.seq > seq {
+                break;
+            }
+            head = ChainHead::of(&entry);
+            if filter.matches(&entry) {
+                lines.push(ExportLine::Entry(ExportedEntry::from(&entry)));
+            }
+        }
+        let header = ExportLine::Header(ExportHeader {
+            format: EXPORT_FORMAT.into(),
+            version: EXPORT_VERSION,
+            node: self.node().as_str().to_owned(),
+            exported_at: format_time(self.now()),
+            filtered: !filter.is_empty(),
+            start_seq: start.seq,
+            start_hash: hex::encode(start.hash),
+            head_seq: head.seq,
+            head_hash: hex::encode(head.hash),
+        });
+        lines.insert(0, header);
+        Ok(json!({ "journal_seq": seq, "lines": lines }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_parse_as_nrn_or_names() {
+        assert!(matches!(
+            parse_subject("85.07.30-033.28"),
+            Ok(SubjectInput::Nrn(_))
+        ));
+        assert!(matches!(
+            parse_subject("Amina|El Idrissi|2010-04-02"),
+            Ok(SubjectInput::Name { .. })
+        ));
+        let e = parse_subject("Amina|El Idrissi|02/04/2010").expect_err("bad date");
+        assert!(e.contains("date of birth"), "{e}");
+        let e = parse_subject("12345").expect_err("bad nrn");
+        assert!(e.contains("national register number"), "{e}");
+        assert!(parse_subject("a|b").is_err());
+        assert!(parse_subject("|b|2010-04-02").is_err());
+    }
+
+    #[test]
+    fn until_a_date_includes_that_day() {
+        let since = parse_instant("since", "2026-11-23", false).expect("date");
+        let until = parse_instant("until", "2026-11-23", true).expect("date");
+        assert_eq!((until - since).whole_hours(), 24);
+        let t = parse_instant("since", "2026-11-23T10:00:00+01:00", false).expect("rfc3339");
+        assert_eq!(t.hour(), 10);
+        let e = parse_instant("since", "yesterday", false).expect_err("refused");
+        assert!(e.starts_with("since:"), "{e}");
+    }
+}

@@ -1,0 +1,369 @@
+//! The DPO's journal commands against running nodes: verify, search (by subject too),
+//! export; the export verified offline by `pons` and by the independent Python script,
+//! and tampered copies refused by both.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pons_core::journal::Operation;
+use serde_json::Value;
+
+use crate::util::{example_report, journal, Federation, Init, MRR};
+
+/// The Python verifier shipped in tools/.
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/verify_journal.py")
+}
+
+fn python(file: &Path) -> Output {
+    Command::new("python3")
+        .arg(script())
+        .arg(file)
+        .output()
+        .expect("run python3 (the e2e tests need it for the independent verifier)")
+}
+
+/// adolescence sends two reports to cuta, both delivered.
+fn delivered_pair() -> (Federation, Vec<String>) {
+    let mut fed = Federation::new(&["adolescence", "cuta"]);
+    fed.init("adolescence", &Init::new().peer("cuta").send("cuta", MRR));
+    fed.init(
+        "cuta",
+        &Init::new().peer("adolescence").receive("adolescence", MRR),
+    );
+    fed.start("adolescence");
+    fed.start("cuta");
+    let ids: Vec<String> = (0..2)
+        .map(|_| fed.submit("adolescence", "cuta", MRR, &example_report()))
+        .collect();
+    fed.wait_until("both records are delivered", || {
+        let outbox = fed.outbox_jsonl("adolescence");
+        (outbox.iter().filter(|r| r["state"] == "delivered").count() == 2).then_some(())
+    });
+    (fed, ids)
+}
+
+fn jsonl(out: &str) -> Vec<Value> {
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {l:?}: {e}")))
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Rewrites line `index` (0-based) of the export with `edit`, into a new file.
+fn tampered(
+    fed: &Federation,
+    export: &Path,
+    name: &str,
+    edit: impl Fn(&mut Vec<String>),
+) -> PathBuf {
+    let text = std::fs::read_to_string(export).expect("read the export");
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    edit(&mut lines);
+    let path = fed.path().join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").expect("write the tampered export");
+    path
+}
+
+#[test]
+fn a_dpo_verifies_searches_and_exports_and_the_export_verifies_independently() {
+    let (mut fed, ids) = delivered_pair();
+    let config = fed.config("adolescence").display().to_string();
+
+    // verify: exit 0; a justification is required.
+    let out = fed.pons_ok(&[
+        "journal",
+        "verify",
+        "--config",
+        &config,
+        "--justification",
+        "quarterly audit",
+    ]);
+    assert!(out.contains("journal verified"), "{out}");
+    let out = fed.pons(&["journal", "verify", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = fed.pons(&[
+        "journal",
+        "verify",
+        "--config",
+        &config,
+        "--justification",
+        " ",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("justification"), "{out:?}");
+
+    // search by subject: the node pseudonymises the national register number (or the
+    // names and date of birth: the example report's subject has both, the NRN wins).
+    let found = jsonl(&fed.pons_ok(&[
+        "journal",
+        "search",
+        "--config",
+        &config,
+        "--subject",
+        "10.05.14-998.20",
+        "--justification",
+        "subject access request",
+        "--format",
+        "jsonl",
+    ]));
+    let ops: Vec<&str> = found
+        .iter()
+        .map(|e| e["operation"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        ops.iter().filter(|o| **o == "collect").count(),
+        2,
+        "{ops:?}"
+    );
+    assert_eq!(
+        ops.iter().filter(|o| **o == "disclose").count(),
+        2,
+        "{ops:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|e| e["subject_ref"] == found[0]["subject_ref"]),
+        "{found:?}"
+    );
+
+    // Another subject finds nothing.
+    let none = jsonl(&fed.pons_ok(&[
+        "journal",
+        "search",
+        "--config",
+        &config,
+        "--subject",
+        "Jan|Janssens|2011-01-01",
+        "--justification",
+        "subject access request",
+        "--format",
+        "jsonl",
+    ]));
+    assert!(none.is_empty(), "{none:?}");
+
+    // by record, operation and peer
+    let by_record = jsonl(&fed.pons_ok(&[
+        "journal",
+        "search",
+        "--config",
+        &config,
+        "--record",
+        &ids[1],
+        "--operation",
+        "disclose",
+        "--peer",
+        "cuta",
+        "--justification",
+        "check a disclosure",
+        "--format",
+        "jsonl",
+    ]));
+    assert_eq!(by_record.len(), 1, "{by_record:?}");
+    assert_eq!(by_record[0]["record_id"], ids[1].as_str());
+    assert_eq!(by_record[0]["counterpart"], "cuta");
+
+    // table output and bad filters
+    let table = fed.pons_ok(&[
+        "journal",
+        "search",
+        "--config",
+        &config,
+        "--operation",
+        "collect",
+        "--since",
+        "2000-01-01",
+        "--justification",
+        "audit",
+    ]);
+    assert!(table.contains("2 entries"), "{table}");
+    let out = fed.pons(&[
+        "journal",
+        "search",
+        "--config",
+        &config,
+        "--operation",
+        "read",
+        "--since",
+        "yesterday",
+        "--justification",
+        "audit",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(stderr(&out).contains("operation: \"read\""), "{out:?}");
+    assert!(stderr(&out).contains("since:"), "{out:?}");
+
+    // export, verified by pons and by the Python script
+    let export = fed.path().join("journal.jsonl");
+    let export_s = export.display().to_string();
+    let out = fed.pons_ok(&[
+        "journal",
+        "export",
+        "--config",
+        &config,
+        "--format",
+        "jsonl",
+        "--out",
+        &export_s,
+        "--justification",
+        "annual review by the supervisory authority",
+    ]);
+    assert!(out.contains("entries exported"), "{out}");
+    let out = fed.pons_ok(&["journal", "verify", "--export", &export_s]);
+    assert!(out.contains("export verified"), "{out}");
+    let py = python(&export);
+    assert_eq!(py.status.code(), Some(0), "{py:?}");
+    assert!(
+        String::from_utf8_lossy(&py.stdout).contains("export verified"),
+        "{py:?}"
+    );
+
+    let lines = jsonl(&std::fs::read_to_string(&export).expect("export"));
+    assert_eq!(lines[0]["type"], "header");
+    let last = lines.last().expect("lines");
+    assert_eq!(
+        last["operation"], "export",
+        "the export's own entry is in it"
+    );
+    assert_eq!(
+        last["justification"],
+        "annual review by the supervisory authority"
+    );
+
+    // CSV: a header row and one row per entry
+    let csv = fed.path().join("journal.csv");
+    let csv_s = csv.display().to_string();
+    fed.pons_ok(&[
+        "journal",
+        "export",
+        "--config",
+        &config,
+        "--format",
+        "csv",
+        "--out",
+        &csv_s,
+        "--justification",
+        "spreadsheet for the DPO",
+    ]);
+    let csv_text = std::fs::read_to_string(&csv).expect("csv");
+    assert!(csv_text.starts_with("seq,time,time_unix,"), "{csv_text}");
+    assert_eq!(csv_text.lines().count(), 1 + lines.len(), "{csv_text}");
+
+    // Tampered copies: each refused by both verifiers with exit 3, naming the entry.
+    let entry_line = lines
+        .iter()
+        .position(|l| l["operation"] == "disclose")
+        .expect("a disclose");
+    let seq = lines[entry_line]["seq"].as_u64().expect("seq");
+    let cases: Vec<(&str, PathBuf, String)> = vec![
+        (
+            "one byte changed",
+            tampered(&fed, &export, "byte.jsonl", |l| {
+                l[entry_line] =
+                    l[entry_line].replacen("\"actor\":\"system\"", "\"actor\":\"systen\"", 1)
+            }),
+            format!("journal entry {seq}: hash does not match"),
+        ),
+        (
+            "a field changed",
+            tampered(&fed, &export, "field.jsonl", |l| {
+                let mut v: Value = serde_json::from_str(&l[entry_line]).expect("json");
+                v["counterpart"] = Value::String("nccn".into());
+                l[entry_line] = v.to_string();
+            }),
+            format!("journal entry {seq}: hash does not match"),
+        ),
+        (
+            "an entry removed",
+            tampered(&fed, &export, "removed.jsonl", |l| {
+                l.remove(entry_line);
+            }),
+            format!("journal entry {}: seq is not {seq}", seq + 1),
+        ),
+        (
+            "the tail truncated",
+            tampered(&fed, &export, "truncated.jsonl", |l| {
+                l.pop();
+            }),
+            "export ends at entry".to_owned(),
+        ),
+    ];
+    for (what, path, expected) in &cases {
+        let py = python(path);
+        assert_eq!(py.status.code(), Some(3), "python, {what}: {py:?}");
+        assert!(
+            stderr(&py).contains(expected.as_str()),
+            "python, {what}: {py:?}"
+        );
+        let path_s = path.display().to_string();
+        let out = fed.pons(&["journal", "verify", "--export", &path_s]);
+        assert_eq!(out.status.code(), Some(3), "pons, {what}: {out:?}");
+        assert!(
+            stderr(&out).contains(expected.as_str()),
+            "pons, {what}: {out:?}"
+        );
+    }
+
+    // Every DPO call is journaled, with its role and justification; refusals are not.
+    fed.stop_all();
+    let entries = journal(&fed.store("adolescence"));
+    let reads: Vec<_> = entries
+        .iter()
+        .filter(|e| e.operation == Operation::JournalRead)
+        .collect();
+    // verify + 4 searches; the refused calls left nothing.
+    assert_eq!(reads.len(), 5, "{reads:?}");
+    assert!(reads.iter().all(|e| e.role.as_deref() == Some("dpo")));
+    assert_eq!(reads[0].justification.as_deref(), Some("quarterly audit"));
+    assert_eq!(
+        reads[1].subject_ref,
+        found[0]["subject_ref"].as_str().map(str::to_owned)
+    );
+    let exports = entries
+        .iter()
+        .filter(|e| e.operation == Operation::Export)
+        .count();
+    assert_eq!(exports, 2);
+}
+
+#[test]
+fn journal_commands_need_the_dpo_role() {
+    let mut fed = Federation::new(&["adolescence", "cuta"]);
+    fed.init(
+        "adolescence",
+        &Init::new().peer("cuta").users("someone-else"),
+    );
+    fed.start("adolescence");
+    let config = fed.config("adolescence").display().to_string();
+    let out = fed.pons(&[
+        "journal",
+        "verify",
+        "--config",
+        &config,
+        "--justification",
+        "audit",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        stderr(&out).contains("journal verify needs the role dpo"),
+        "{out:?}"
+    );
+    let out = fed.pons(&[
+        "journal",
+        "export",
+        "--config",
+        &config,
+        "--out",
+        "x.jsonl",
+        "--justification",
+        "audit",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    fed.stop_all();
+    assert!(journal(&fed.store("adolescence")).is_empty());
+}
