@@ -7,7 +7,8 @@ use pons_core::journal::{Operation, Outcome};
 use pons_node::control::Request;
 
 use crate::util::{
-    counts, example_report, ids, journal, journaled, state_of, Federation, Init, FUR, MRR,
+    counts, example_report, follow_up_json, ids, journal, journaled, state_of, submit_args,
+    Federation, Init, FUR, MRR,
 };
 
 /// adolescence sends minor-risk reports to cuta, cuta sends follow-up requests back.
@@ -188,17 +189,29 @@ fn records_wait_while_the_receiver_is_down_and_are_delivered_once_it_starts() {
 #[test]
 fn a_class_the_receiver_does_not_allow_is_rejected_once_and_not_retried() {
     let mut fed = Federation::new(&["adolescence", "cuta"]);
-    // adolescence may send reports to cuta, but cuta accepts no class from adolescence.
-    fed.init("adolescence", &Init::new().peer("cuta").send("cuta", MRR));
+    // adolescence may send reports and follow-up requests to cuta; cuta takes reports only.
+    fed.init(
+        "adolescence",
+        &Init::new().peer("cuta").send("cuta", MRR).send("cuta", FUR),
+    );
     fed.init(
         "cuta",
-        &Init::new().peer("adolescence").send("adolescence", FUR),
+        &Init::new().peer("adolescence").receive("adolescence", MRR),
     );
     fed.start("adolescence");
     fed.start("cuta");
 
-    let id = fed.submit("adolescence", "cuta", MRR, &example_report());
-    let record = fed.wait_until("the record is rejected", || {
+    let report = fed.submit("adolescence", "cuta", MRR, &example_report());
+    fed.wait_until("the report is delivered", || {
+        (state_of(&fed.outbox_jsonl("adolescence"), &report) == Some("delivered")).then_some(())
+    });
+    let id = fed.submit(
+        "adolescence",
+        "cuta",
+        FUR,
+        &fed.write_json("fur.json", &follow_up_json(&report)),
+    );
+    let record = fed.wait_until("the follow-up request is rejected", || {
         let outbox = fed.outbox_jsonl("adolescence");
         outbox
             .into_iter()
@@ -206,13 +219,15 @@ fn a_class_the_receiver_does_not_allow_is_rejected_once_and_not_retried() {
     });
     assert_eq!(record["detail"]["code"], "policy-denied", "{record}");
     assert_eq!(record["attempts"], 1, "{record}");
-    assert!(
-        fed.inbox_jsonl("cuta").is_empty(),
+    assert_eq!(
+        ids(&fed.inbox_jsonl("cuta")),
+        vec![report.clone()],
         "cuta stored a refused record"
     );
 
     let status = fed.control_ok("adolescence", Request::Status);
     let peer = &status["peers"][0];
+    assert_eq!(peer["delivered"], 1, "{status}");
     assert_eq!(peer["rejected"], 1, "{status}");
     assert_eq!(
         peer["queue"], 0,
@@ -226,7 +241,10 @@ fn a_class_the_receiver_does_not_allow_is_rejected_once_and_not_retried() {
         .expect("the sender's journal verifies");
     let entries = journal(&sender);
     assert_eq!(journaled(&entries, Operation::Reject), vec![id.clone()]);
-    assert!(journaled(&entries, Operation::Disclose).is_empty());
+    assert_eq!(
+        journaled(&entries, Operation::Disclose),
+        vec![report.clone()]
+    );
 
     let receiver = fed.store("cuta");
     receiver
@@ -245,6 +263,7 @@ fn a_class_the_receiver_does_not_allow_is_rejected_once_and_not_retried() {
     );
     let reject = rejects[0];
     assert_eq!(reject.record_id.map(|u| u.to_string()), Some(id));
+    assert_eq!(reject.class.as_deref(), Some(FUR));
     assert_eq!(reject.outcome, Outcome::Refused);
     assert_eq!(
         reject.counterpart.as_ref().map(|c| c.as_str()),
@@ -257,8 +276,53 @@ fn a_class_the_receiver_does_not_allow_is_rejected_once_and_not_retried() {
             .is_some_and(|j| j.contains("policy-denied")),
         "{reject:?}"
     );
-    assert!(journaled(&entries, Operation::Receive).is_empty());
-    assert!(receiver.inbox_list(usize::MAX).expect("inbox").is_empty());
+    assert_eq!(journaled(&entries, Operation::Receive), vec![report]);
+    assert_eq!(receiver.inbox_list(usize::MAX).expect("inbox").len(), 1);
+}
+
+#[test]
+fn a_follow_up_request_goes_back_about_the_subject_of_the_record_it_refers_to() {
+    let mut fed = pair();
+    fed.start("adolescence");
+    fed.start("cuta");
+    let report = fed.submit("adolescence", "cuta", MRR, &example_report());
+    fed.wait_until("the report is received", || {
+        ids(&fed.inbox_jsonl("cuta"))
+            .contains(&report)
+            .then_some(())
+    });
+
+    // cuta asks adolescence about the report it received.
+    let question = fed.write_json("fur.json", &follow_up_json(&report));
+    let id = fed.submit("cuta", "adolescence", FUR, &question);
+    let received = fed.wait_until("adolescence received the follow-up request", || {
+        fed.inbox_jsonl("adolescence")
+            .into_iter()
+            .find(|r| r["id"] == id.as_str())
+    });
+    assert_eq!(received["from"], "cuta", "{received}");
+    assert_eq!(received["class"], FUR, "{received}");
+    // Journals stay searchable by subject: the question carries the report's subject.
+    let sent = fed
+        .outbox_jsonl("adolescence")
+        .into_iter()
+        .find(|r| r["id"] == report.as_str())
+        .expect("the report in the outbox");
+    assert!(sent["subject_ref"].is_string(), "{sent}");
+    assert_eq!(received["subject_ref"], sent["subject_ref"]);
+
+    // A follow-up about a record never exchanged with the recipient is refused.
+    let stranger = fed.write_json(
+        "stranger.json",
+        &follow_up_json("01a20ae9-4548-71c8-9b27-2676ed189e58"),
+    );
+    let config = fed.config("cuta");
+    let out = fed.pons(&submit_args(&config, "adolescence", FUR, &stranger));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("was not exchanged"),
+        "{out:?}"
+    );
 }
 
 #[test]

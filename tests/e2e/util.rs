@@ -38,15 +38,55 @@ const POLL: Duration = Duration::from_millis(100);
 /// Lines of each node log printed when a test fails.
 const LOG_TAIL: usize = 150;
 
-/// The example report shipped in `config/examples/`.
-pub fn example_report() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/minor-risk-report.json")
+/// The example report shipped in `config/examples/`, as JSON, with its dates moved
+/// relative to today (see [`example_report`]).
+pub fn example_json() -> Value {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/examples/minor-risk-report.json");
+    let text = std::fs::read_to_string(&path).expect("read the example report");
+    let mut report: Value = serde_json::from_str(&text).expect("the example report is JSON");
+    // The shipped example has fixed dates; its review date passes on 2027-05-31. The
+    // tests must not expire with it, so the retention dates move relative to today. The
+    // subject is kept (tests search for it by its national register number): it comes of
+    // age on 2028-05-14, and config/examples/ must get a younger subject before then.
+    let today = time::OffsetDateTime::now_utc().date();
+    let day = |d: time::Date| Value::from(d.to_string());
+    report["review_by"] = day(today + time::Duration::days(180));
+    report["erase_by"] = day(today + time::Duration::days(4 * 365));
+    report
 }
 
-/// The example report as JSON, to derive other reports from.
-pub fn example_json() -> Value {
-    let text = std::fs::read_to_string(example_report()).expect("read the example report");
-    serde_json::from_str(&text).expect("the example report is JSON")
+/// A file holding [`example_json`]: a valid minor-risk report as of today, made once per
+/// test process in Cargo's temporary directory for integration tests.
+pub fn example_report() -> PathBuf {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let today = time::OffsetDateTime::now_utc().date();
+        let path = dir.join(format!("e2e-minor-risk-report-{today}.json"));
+        // Written under a name of this process, then renamed: concurrent test runs never
+        // read a half-written file.
+        let partial = dir.join(format!("e2e-minor-risk-report.{}.tmp", std::process::id()));
+        std::fs::write(&partial, example_json().to_string()).expect("write the report");
+        std::fs::rename(&partial, &path).expect("rename the report");
+        path
+    })
+    .clone()
+}
+
+/// A follow-up request about record `refers_to`; dates come from the retention defaults.
+pub fn follow_up_json(refers_to: &str) -> Value {
+    serde_json::json!({
+        "marking": "sensitive-unclassified",
+        "tlp": "TLP:AMBER",
+        "legal_basis": "cooperation agreement between the Agency for Adolescence and CUTA, art. 4",
+        "purpose": "threat assessment of a minor at risk of violent radicalisation",
+        "justification": "the report leaves open whether contact with the group continued",
+        "body": {
+            "refers_to": refers_to,
+            "question": "Has the subject been in contact with the group since the report?"
+        }
+    })
 }
 
 /// A free UDP port on 127.0.0.1: bound on port 0, read, released.
@@ -185,6 +225,13 @@ impl Federation {
     /// The node's QUIC address.
     pub fn addr(&self, node: &str) -> SocketAddr {
         self.node(node).addr
+    }
+
+    /// Writes `value` as `name` in the federation's directory; returns the path.
+    pub fn write_json(&self, name: &str, value: &Value) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, value.to_string()).expect("write a JSON file");
+        path
     }
 
     /// `pons init` for `node` with its peers and policy.
