@@ -6,6 +6,7 @@
 //! nothing: time is always an argument, so every rule can be tested with simulated time
 //! and an exported envelope or journal can be verified with this crate alone.
 
+pub mod checkpoint;
 pub mod class;
 pub mod cose;
 pub mod envelope;
