@@ -225,7 +225,11 @@ fn a_dpo_verifies_searches_and_exports_and_the_export_verifies_independently() {
 
     let lines = jsonl(&std::fs::read_to_string(&export).expect("export"));
     assert_eq!(lines[0]["type"], "header");
-    let last = lines.last().expect("lines");
+    let last_entry = lines
+        .iter()
+        .rposition(|l| l["type"] == "entry")
+        .expect("entries");
+    let last = &lines[last_entry];
     assert_eq!(
         last["operation"], "export",
         "the export's own entry is in it"
@@ -252,7 +256,9 @@ fn a_dpo_verifies_searches_and_exports_and_the_export_verifies_independently() {
     ]);
     let csv_text = std::fs::read_to_string(&csv).expect("csv");
     assert!(csv_text.starts_with("seq,time,time_unix,"), "{csv_text}");
-    assert_eq!(csv_text.lines().count(), 1 + lines.len(), "{csv_text}");
+    // Entries only (the CSV has no checkpoints), plus this export's own entry.
+    let entry_count = lines.iter().filter(|l| l["type"] == "entry").count();
+    assert_eq!(csv_text.lines().count(), 1 + entry_count + 1, "{csv_text}");
 
     // Tampered copies: each refused by both verifiers with exit 3, naming the entry.
     let entry_line = lines
@@ -288,7 +294,7 @@ fn a_dpo_verifies_searches_and_exports_and_the_export_verifies_independently() {
         (
             "the tail truncated",
             tampered(&fed, &export, "truncated.jsonl", |l| {
-                l.pop();
+                l.remove(last_entry);
             }),
             "export ends at entry".to_owned(),
         ),
@@ -366,4 +372,129 @@ fn journal_commands_need_the_dpo_role() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     fed.stop_all();
     assert!(journal(&fed.store("adolescence")).is_empty());
+}
+
+/// Appends a `[journal]` section making checkpoints every 3 entries or every second.
+fn frequent_checkpoints(fed: &Federation, node: &str) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(fed.config(node))
+        .expect("open node.toml");
+    writeln!(f, "\n[journal]\ncheckpoint_every = 3\ncheckpoint_secs = 1").expect("write");
+}
+
+#[test]
+fn checkpoints_are_countersigned_by_the_peer_and_expose_truncation_and_forgery() {
+    let mut fed = Federation::new(&["adolescence", "cuta"]);
+    fed.init("adolescence", &Init::new().peer("cuta").send("cuta", MRR));
+    fed.init(
+        "cuta",
+        &Init::new().peer("adolescence").receive("adolescence", MRR),
+    );
+    frequent_checkpoints(&fed, "adolescence");
+    frequent_checkpoints(&fed, "cuta");
+    fed.start("adolescence");
+    fed.start("cuta");
+    for _ in 0..2 {
+        fed.submit("adolescence", "cuta", MRR, &example_report());
+    }
+    fed.wait_until("cuta countersigned a checkpoint of adolescence", || {
+        fed.log("adolescence")
+            .contains("journal checkpoint countersigned by peer")
+            .then_some(())
+    });
+    let config = fed.config("adolescence").display().to_string();
+    let out = fed.pons_ok(&[
+        "journal",
+        "verify",
+        "--config",
+        &config,
+        "--justification",
+        "audit",
+    ]);
+    assert!(out.contains("countersigned by peers"), "{out}");
+    assert!(!out.contains(" 0 countersigned"), "{out}");
+
+    let export = fed.path().join("cp.jsonl");
+    let export_s = export.display().to_string();
+    fed.pons_ok(&[
+        "journal",
+        "export",
+        "--config",
+        &config,
+        "--out",
+        &export_s,
+        "--justification",
+        "audit",
+    ]);
+    let cert = fed
+        .certs()
+        .join("adolescence/sign.pem")
+        .display()
+        .to_string();
+    let out = fed.pons_ok(&["journal", "verify", "--export", &export_s, "--cert", &cert]);
+    assert!(out.contains("signatures verified"), "{out}");
+    assert_eq!(python(&export).status.code(), Some(0));
+
+    let lines = jsonl(&std::fs::read_to_string(&export).expect("export"));
+    let checkpoint = lines
+        .iter()
+        .position(|l| l["type"] == "checkpoint")
+        .expect("a checkpoint line");
+    assert!(
+        lines.iter().any(|l| l["type"] == "checkpoint"
+            && l["cosigned"].as_array().is_some_and(|c| !c.is_empty())),
+        "no countersigned checkpoint in the export"
+    );
+
+    // Forged: one byte of a checkpoint signature changed.
+    let forged = tampered(&fed, &export, "forged.jsonl", |l| {
+        let mut v: Value = serde_json::from_str(&l[checkpoint]).expect("json");
+        let cose = v["cose"].as_str().expect("cose").to_owned();
+        let at = cose.len() - 10;
+        let flipped = if &cose[at..at + 1] == "0" { "1" } else { "0" };
+        v["cose"] = format!("{}{}{}", &cose[..at], flipped, &cose[at + 1..]).into();
+        l[checkpoint] = v.to_string();
+    });
+    let forged_s = forged.display().to_string();
+    let out = fed.pons(&["journal", "verify", "--export", &forged_s, "--cert", &cert]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(stderr(&out).contains("checkpoint"), "{out:?}");
+    // Another node's certificate does not verify adolescence's checkpoints.
+    let other = fed.certs().join("cuta/sign.pem").display().to_string();
+    let out = fed.pons(&["journal", "verify", "--export", &export_s, "--cert", &other]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // Truncated so that the chain and the header agree: only the checkpoints show it.
+    let entries: Vec<usize> = (0..lines.len())
+        .filter(|i| lines[*i]["type"] == "entry")
+        .collect();
+    let keep_last = entries[entries.len() - 3];
+    let cut = tampered(&fed, &export, "cut.jsonl", |l| {
+        let last: Value = serde_json::from_str(&l[keep_last]).expect("json");
+        let mut header: Value = serde_json::from_str(&l[0]).expect("json");
+        header["head_seq"] = last["seq"].clone();
+        header["head_hash"] = last["hash"].clone();
+        l[0] = header.to_string();
+        for i in entries[entries.len() - 2..].iter().rev() {
+            l.remove(*i);
+        }
+    });
+    let py = python(&cut);
+    assert_eq!(py.status.code(), Some(3), "{py:?}");
+    assert!(stderr(&py).contains("truncated"), "{py:?}");
+    let cut_s = cut.display().to_string();
+    let out = fed.pons(&["journal", "verify", "--export", &cut_s]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(stderr(&out).contains("truncated"), "{out:?}");
+
+    // cuta keeps its own copy of what it countersigned.
+    fed.stop_all();
+    let copies = fed
+        .store("cuta")
+        .cosigned(&pons_core::NodeId::new("adolescence").expect("id"))
+        .expect("cosigned");
+    assert!(!copies.is_empty());
+    assert!(copies.iter().all(|c| c.cosigner == "cuta"));
 }

@@ -88,15 +88,16 @@ fn verify(args: &JournalVerifyArgs) -> Outcome {
         body["entries"],
         body["head_hash"].as_str().unwrap_or("?")
     );
-    if let Some(c) = body.get("checkpoints") {
-        println!("checkpoints: {c}");
-    }
+    println!(
+        "checkpoints: {} signed by this node, {} countersigned by peers, all agree with the journal",
+        body["checkpoints"], body["cosigned"]
+    );
     Ok(())
 }
 
 /// Verifies an export offline; exit 3 naming the first bad line and entry.
 pub fn verify_export(file: &Path, cert: Option<&Path>) -> Outcome {
-    let checker = Checker::new(cert)?;
+    let mut checker = Checker::new(cert)?;
     let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress(size, "verifying");
@@ -104,7 +105,6 @@ pub fn verify_export(file: &Path, cert: Option<&Path>) -> Outcome {
     let mut verifier = ExportVerifier::new();
     let mut line = String::new();
     let mut n = 0u64;
-    let mut check = |c: &ExportedCheckpoint| checker.check(c);
     loop {
         line.clear();
         let read = reader
@@ -127,8 +127,11 @@ pub fn verify_export(file: &Path, cert: Option<&Path>) -> Outcome {
             ))
         })?;
         verifier
-            .push(&parsed, &mut check)
+            .push(&parsed, &mut |c| checker.check(c))
             .map_err(|e| Failure::integrity(anyhow!("{}: {e}", file.display())))?;
+        if let ExportLine::Entry(e) = &parsed {
+            checker.entry(e);
+        }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -137,7 +140,7 @@ pub fn verify_export(file: &Path, cert: Option<&Path>) -> Outcome {
         .finish()
         .map_err(|e| Failure::integrity(anyhow!("{}: {e}", file.display())))?;
     let tail = checker
-        .finish(summary.head)
+        .finish(summary.head, summary.filtered)
         .map_err(|e| Failure::integrity(anyhow!("{}: {e}", file.display())))?;
     println!(
         "export verified: node {}, {} entries{}, head {}, {} checkpoints{}",
@@ -348,23 +351,100 @@ fn export(args: &JournalExportArgs) -> Outcome {
     Ok(())
 }
 
-/// Checks the checkpoint lines of an export (filled in with signed checkpoints).
+/// Checks the checkpoint lines of an export: each names an entry the export holds with the
+/// same hash, none covers more entries than the export has (truncation), and, with the
+/// node's signing certificate, each signature verifies.
 struct Checker {
-    _cert: Option<std::path::PathBuf>,
+    cert: Option<Vec<u8>>,
+    /// Hash of every entry seen, by seq (checkpoint lines come after the entries).
+    hashes: std::collections::HashMap<u64, [u8; 32]>,
+    /// Highest checkpoint seen: (seq, head hex).
+    max: Option<(u64, String)>,
+    cosigned: u64,
 }
 
 impl Checker {
     fn new(cert: Option<&Path>) -> Result<Checker, Failure> {
+        let cert = match cert {
+            None => None,
+            Some(path) => {
+                let certs = pons_pki::pem::load_certificates(path).invalid()?;
+                let first = certs
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow!("{}: no certificate", path.display()))
+                    .invalid()?;
+                Some(first.as_ref().to_vec())
+            }
+        };
         Ok(Checker {
-            _cert: cert.map(Path::to_path_buf),
+            cert,
+            hashes: Default::default(),
+            max: None,
+            cosigned: 0,
         })
     }
 
-    fn check(&self, _c: &ExportedCheckpoint) -> Result<(), String> {
+    fn entry(&mut self, e: &ExportedEntry) {
+        let mut h = [0u8; 32];
+        if hex::decode_to_slice(&e.hash, &mut h).is_ok() {
+            self.hashes.insert(e.seq, h);
+        }
+    }
+
+    fn check(&mut self, c: &ExportedCheckpoint) -> Result<(), String> {
+        if let Some(cert) = &self.cert {
+            let env = hex::decode(&c.cose).map_err(|_| "cose is not hex".to_owned())?;
+            let cp = pons_core::checkpoint::open_with_certificate(&env, cert)
+                .map_err(|e| format!("entry {}: {e}", c.seq))?;
+            if cp.seq != c.seq || hex::encode(cp.head) != c.head {
+                return Err(format!(
+                    "line says entry {} head {}, the signed checkpoint says entry {} head {}",
+                    c.seq,
+                    c.head,
+                    cp.seq,
+                    hex::encode(cp.head)
+                ));
+            }
+        }
+        if let Some(h) = self.hashes.get(&c.seq) {
+            if hex::encode(h) != c.head {
+                return Err(format!(
+                    "rewritten: checkpoint at entry {} names head {}, the entry's hash is {}",
+                    c.seq,
+                    c.head,
+                    hex::encode(h)
+                ));
+            }
+        }
+        self.cosigned += c.cosigned.len() as u64;
+        if self.max.as_ref().is_none_or(|(s, _)| c.seq > *s) {
+            self.max = Some((c.seq, c.head.clone()));
+        }
         Ok(())
     }
 
-    fn finish(&self, _head: Option<pons_core::journal::ChainHead>) -> Result<String, String> {
-        Ok(String::new())
+    /// Truncation against the highest checkpoint; returns a note for the summary.
+    fn finish(
+        &self,
+        head: Option<pons_core::journal::ChainHead>,
+        filtered: bool,
+    ) -> Result<String, String> {
+        let len = head.map_or(0, |h| h.seq);
+        if let Some((seq, hash)) = &self.max {
+            if !filtered && *seq > len {
+                return Err(format!(
+                    "truncated: node signed size {seq} with head {hash}, export has {len} entries"
+                ));
+            }
+        }
+        Ok(match (&self.cert, self.max.is_some()) {
+            (_, false) => String::new(),
+            (Some(_), true) => format!(
+                " (signatures verified; {} countersignatures)",
+                self.cosigned
+            ),
+            (None, true) => " (signatures not checked: give --cert)".into(),
+        })
     }
 }

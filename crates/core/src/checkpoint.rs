@@ -100,6 +100,9 @@ pub enum CheckpointError {
         /// The key id in the envelope.
         kid: String,
     },
+    /// The certificate given to verify with is unusable.
+    #[error("checkpoint certificate: {0}")]
+    Certificate(String),
     /// A node asked to countersign its own checkpoint.
     #[error("node {0} cannot countersign its own checkpoint")]
     OwnCheckpoint(NodeId),
@@ -191,6 +194,35 @@ impl Checkpoint {
         }
         Ok(c)
     }
+}
+
+/// Opens a checkpoint envelope with the key of the node's signing certificate (DER), for
+/// offline verification of an export: the certificate's SPIFFE ID must name the node that
+/// the checkpoint names. The certificate's chain and validity are not checked here.
+pub fn open_with_certificate(bytes: &[u8], cert_der: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let bad = |reason: String| CheckpointError::Certificate(reason);
+    let id = crate::identity::SpiffeId::from_certificate_der(cert_der)
+        .map_err(|e| bad(e.to_string()))?;
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| bad(e.to_string()))?;
+    let spki = cert.public_key();
+    let algorithm = match spki.algorithm.algorithm.to_id_string().as_str() {
+        "1.3.101.112" => SigningAlgorithm::Ed25519,
+        "1.2.840.10045.2.1" => SigningAlgorithm::EcdsaP256Sha256,
+        other => {
+            return Err(bad(format!(
+                "key algorithm {other} is not Ed25519 or P-256"
+            )))
+        }
+    };
+    let c = Checkpoint::open_with_key(bytes, algorithm, &spki.subject_public_key.data)?;
+    if c.node != id.node {
+        return Err(CheckpointError::WrongSigner {
+            named: c.node,
+            signer: id.node,
+        });
+    }
+    Ok(c)
 }
 
 impl Cosigned {

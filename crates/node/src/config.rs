@@ -39,6 +39,8 @@ pub struct Config {
     pub storage: Storage,
     /// The feed's sinks (`[[sink]]`): where accepted records go in the agency.
     pub sinks: Vec<crate::feed::SinkConfig>,
+    /// The journal's checkpoint schedule (`[journal]`).
+    pub journal: crate::journal::JournalConfig,
 }
 
 /// TLS files.
@@ -219,6 +221,8 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default, rename = "sink")]
     sinks: Vec<crate::feed::RawSink>,
+    #[serde(default)]
+    journal: crate::journal::RawJournal,
 }
 
 #[derive(Deserialize)]
@@ -432,6 +436,8 @@ impl Config {
                 sync: raw.storage.sync,
             },
             sinks,
+            journal: crate::journal::JournalConfig::resolve(&raw.journal)
+                .map_err(|rule| invalid("journal", rule))?,
         })
     }
 

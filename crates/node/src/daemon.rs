@@ -179,6 +179,12 @@ pub async fn run(
         })?;
     runtime.set_feed(feed.clone());
     endpoint.serve(runtime.clone());
+    // Signed journal checkpoints, sent to the peers to be countersigned.
+    let checkpoint_links = drivers_links(&links);
+    let checkpoint_task = tokio::spawn(crate::journal::checkpoint_loop(
+        runtime.clone(),
+        Arc::new(crate::journal::LinkPeers::new(checkpoint_links)),
+    ));
 
     // Everything not yet delivered or rejected resumes: nothing acknowledged is lost.
     let pending = runtime.pending().map_err(|source| NodeError::Store {
@@ -220,6 +226,7 @@ pub async fn run(
     tracing::info!(node = %config.node_id, "stopping: draining deliveries");
     // No new control requests; in-flight deliveries finish or are retried after restart.
     control_task.abort();
+    checkpoint_task.abort();
     let _ = std::fs::remove_file(&socket);
     let drivers = links
         .drivers
@@ -312,4 +319,20 @@ impl Outbox for Runtime {
     async fn on_response(&self, peer: &NodeId, id: Uuid, frame: Frame) -> ResponseOutcome {
         Runtime::on_response(self, peer, id, frame).await
     }
+}
+
+/// The drivers' peer links (shared connections), for checkpoint exchange.
+fn drivers_links(links: &DriverLinks) -> BTreeMap<NodeId, pons_transport::PeerLink> {
+    links
+        .drivers
+        .lock()
+        .ok()
+        .and_then(|d| {
+            d.as_ref().map(|d| {
+                d.iter()
+                    .map(|(peer, driver)| (peer.clone(), driver.link().clone()))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
 }

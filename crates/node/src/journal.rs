@@ -10,14 +10,18 @@
 //! control socket (a local socket, never the network) and needs no access to the key file.
 //! The value is not kept: the journal-read entry names the subject by its pseudonym.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use pons_core::checkpoint::{check_journal, Checkpoint, Cosigned};
 use pons_core::class::NationalRegisterNumber;
 use pons_core::journal::{
-    format_time, ChainHead, ExportHeader, ExportLine, ExportedEntry, JournalEntry, JournalFilter,
-    Operation, Outcome, EXPORT_FORMAT, EXPORT_VERSION,
+    format_time, ChainHead, ExportHeader, ExportLine, ExportedCheckpoint, ExportedEntry,
+    JournalEntry, JournalFilter, Operation, Outcome, EXPORT_FORMAT, EXPORT_VERSION,
 };
 use pons_core::pseudonym::SubjectIdentity;
 use pons_core::record::parse_date;
-use pons_core::NodeId;
+use pons_core::{NodeId, SpiffeId};
 use pons_store::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -272,11 +276,14 @@ impl Runtime {
             )
             .await?;
         let head = self.store.verify_journal().map_err(store_error)?;
+        let (own, cosigned) = self.check_checkpoints(head)?;
         Ok(json!({
             "verified": true,
             "entries": head.seq,
             "head_hash": hex::encode(head.hash),
             "journal_seq": seq,
+            "checkpoints": own,
+            "cosigned": cosigned,
         }))
     }
 
@@ -358,6 +365,9 @@ impl Runtime {
             head_hash: hex::encode(head.hash),
         });
         lines.insert(0, header);
+        // A checkpoint at this export's head, so that a copy cut short shows it.
+        self.make_checkpoint().await.map_err(Response::runtime)?;
+        lines.extend(self.checkpoint_lines(head)?);
         Ok(json!({ "journal_seq": seq, "lines": lines }))
     }
 }
@@ -393,5 +403,304 @@ mod tests {
         assert_eq!(t.hour(), 10);
         let e = parse_instant("since", "yesterday", false).expect_err("refused");
         assert!(e.starts_with("since:"), "{e}");
+    }
+}
+
+// ---- checkpoints -------------------------------------------------------------------------
+
+/// `[journal]` in the node configuration: when signed checkpoints are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// A checkpoint after this many new entries.
+    pub checkpoint_every: u64,
+    /// A checkpoint after this many seconds, if the journal grew.
+    pub checkpoint_secs: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_secs: 300,
+        }
+    }
+}
+
+/// `[journal]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJournal {
+    checkpoint_every: Option<u64>,
+    checkpoint_secs: Option<u64>,
+}
+
+impl JournalConfig {
+    /// Checks `[journal]`: both values at least 1.
+    pub(crate) fn resolve(raw: &RawJournal) -> Result<Self, String> {
+        let d = Self::default();
+        let out = Self {
+            checkpoint_every: raw.checkpoint_every.unwrap_or(d.checkpoint_every),
+            checkpoint_secs: raw.checkpoint_secs.unwrap_or(d.checkpoint_secs),
+        };
+        if out.checkpoint_every == 0 || out.checkpoint_secs == 0 {
+            return Err("checkpoint_every and checkpoint_secs must be at least 1".into());
+        }
+        Ok(out)
+    }
+}
+
+/// Where checkpoints go to be countersigned: the peers, over the network.
+pub trait CheckpointPeers: Send + Sync + 'static {
+    /// Sends a signed checkpoint to `peer`; returns its countersignature envelope.
+    fn cosign(
+        &self,
+        peer: &NodeId,
+        checkpoint: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+impl Runtime {
+    /// Signs and keeps a checkpoint of the journal head, unless the last one already names
+    /// it. Returns the checkpoint and its envelope.
+    pub async fn make_checkpoint(&self) -> Result<Option<(Checkpoint, Vec<u8>)>, String> {
+        let head = self.store.journal_head().map_err(|e| e.to_string())?;
+        if head.seq == 0 {
+            return Ok(None);
+        }
+        if let Some((seq, _)) = self.store.last_checkpoint().map_err(|e| e.to_string())? {
+            if seq >= head.seq {
+                return Ok(None);
+            }
+        }
+        let cp = Checkpoint::new(self.node().clone(), head, self.now());
+        let env = cp.seal(self.signer()).map_err(|e| e.to_string())?;
+        self.store
+            .put_checkpoint(cp.seq, &env)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(seq = cp.seq, "journal checkpoint signed");
+        Ok(Some((cp, env)))
+    }
+
+    /// Answers a peer's checkpoint with a countersignature, after checking that it verifies,
+    /// that it is the peer's own, and that it does not contradict the last one this node
+    /// countersigned for that peer (a truncated or rewritten journal). Keeps a copy.
+    pub async fn cosign_checkpoint(
+        &self,
+        peer: &SpiffeId,
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        let last = self
+            .store
+            .cosigned(&peer.node)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|s| Cosigned::open(&s.envelope, self.trust(), self.now()).ok())
+            .map(|(_, c)| c)
+            .max_by_key(|c| c.seq);
+        let (cp, cosigned) = Cosigned::cosign(
+            envelope,
+            last.as_ref(),
+            self.trust(),
+            self.now(),
+            self.signer(),
+        )
+        .map_err(|e| e.to_string())?;
+        if cp.node != peer.node {
+            return Err(format!(
+                "checkpoint of {} sent by {}: a node sends only its own",
+                cp.node, peer.node
+            ));
+        }
+        self.store
+            .put_cosigned(&cp.node, cp.seq, self.node(), &cosigned)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(peer = %peer.node, seq = cp.seq, "peer journal checkpoint countersigned");
+        Ok(cosigned)
+    }
+
+    /// Keeps a peer's countersignature of one of this node's checkpoints, once it verifies.
+    pub async fn keep_cosigned(&self, peer: &NodeId, cosigned: &[u8]) -> Result<u64, String> {
+        let (cs, cp) =
+            Cosigned::open(cosigned, self.trust(), self.now()).map_err(|e| e.to_string())?;
+        if &cs.cosigner != peer || &cp.node != self.node() {
+            return Err(format!(
+                "countersignature by {} of {}'s checkpoint, expected {peer} of {}",
+                cs.cosigner,
+                cp.node,
+                self.node()
+            ));
+        }
+        self.store
+            .put_cosigned(self.node(), cp.seq, peer, cosigned)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(cp.seq)
+    }
+
+    /// Checks the journal (of `head`) against every own checkpoint and every peer's
+    /// countersignature of one; returns (own, cosigned) counts or the first fault (exit 3).
+    fn check_checkpoints(&self, head: ChainHead) -> Result<(u64, u64), Refused> {
+        let hash_at = |seq: u64| -> Option<[u8; 32]> {
+            match self.store.journal_iter(seq).next() {
+                Some(Ok(e)) if e.seq == seq => Some(e.hash),
+                _ => None,
+            }
+        };
+        let now = self.now();
+        let mut own = 0;
+        for (seq, env) in self.store.checkpoints().map_err(store_error)? {
+            let cp = Checkpoint::open(&env, self.trust(), now)
+                .map_err(|e| Response::integrity(format!("checkpoint at entry {seq}: {e}")))?;
+            if cp.seq != seq || &cp.node != self.node() {
+                return Err(Response::integrity(format!(
+                    "checkpoint stored at entry {seq} names {} entry {}",
+                    cp.node, cp.seq
+                )));
+            }
+            check_journal(&cp, &format!("node {}", self.node()), head.seq, hash_at)
+                .map_err(|f| Response::integrity(f.to_string()))?;
+            own += 1;
+        }
+        let mut cosigned = 0;
+        for s in self.store.cosigned(self.node()).map_err(store_error)? {
+            let (cs, cp) = Cosigned::open(&s.envelope, self.trust(), now).map_err(|e| {
+                Response::integrity(format!(
+                    "countersignature by {} at entry {}: {e}",
+                    s.cosigner, s.seq
+                ))
+            })?;
+            check_journal(
+                &cp,
+                &format!("peer {} cosigned", cs.cosigner),
+                head.seq,
+                hash_at,
+            )
+            .map_err(|f| Response::integrity(f.to_string()))?;
+            cosigned += 1;
+        }
+        Ok((own, cosigned))
+    }
+
+    /// The checkpoint lines of an export up to `head`.
+    fn checkpoint_lines(&self, head: ChainHead) -> Result<Vec<ExportLine>, Refused> {
+        let cosigned = self.store.cosigned(self.node()).map_err(store_error)?;
+        let mut out = Vec::new();
+        for (seq, env) in self.store.checkpoints().map_err(store_error)? {
+            if seq > head.seq {
+                continue;
+            }
+            let cp = Checkpoint::open(&env, self.trust(), self.now())
+                .map_err(|e| Response::integrity(format!("checkpoint at entry {seq}: {e}")))?;
+            out.push(ExportLine::Checkpoint(ExportedCheckpoint {
+                seq,
+                head: hex::encode(cp.head),
+                cose: hex::encode(&env),
+                cosigned: cosigned
+                    .iter()
+                    .filter(|c| c.seq == seq)
+                    .map(|c| hex::encode(&c.envelope))
+                    .collect(),
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// Makes checkpoints every `checkpoint_every` entries or `checkpoint_secs` seconds and sends
+/// each to every peer for countersigning, keeping the answers. Runs until dropped.
+pub async fn checkpoint_loop<P: CheckpointPeers>(rt: Arc<Runtime>, peers: Arc<P>) {
+    let conf = rt.config.journal;
+    let mut last_at = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(
+        Duration::from_secs(1).min(Duration::from_secs(conf.checkpoint_secs)),
+    );
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let last_seq = match rt.store.last_checkpoint() {
+            Ok(last) => last.map_or(0, |(s, _)| s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the last checkpoint");
+                continue;
+            }
+        };
+        let head = match rt.store.journal_head() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the journal head");
+                continue;
+            }
+        };
+        let grown = head.seq.saturating_sub(last_seq);
+        let due = grown >= conf.checkpoint_every
+            || (grown > 0 && last_at.elapsed() >= Duration::from_secs(conf.checkpoint_secs));
+        if !due {
+            continue;
+        }
+        last_at = tokio::time::Instant::now();
+        match rt.make_checkpoint().await {
+            Ok(Some((_, env))) => send_to_peers(&rt, &*peers, env).await,
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot make a journal checkpoint"),
+        }
+    }
+}
+
+async fn send_to_peers<P: CheckpointPeers>(rt: &Runtime, peers: &P, env: Vec<u8>) {
+    for peer in rt.config.peers.keys() {
+        match peers.cosign(peer, env.clone()).await {
+            Ok(cosigned) => match rt.keep_cosigned(peer, &cosigned).await {
+                Ok(seq) => tracing::info!(%peer, seq, "journal checkpoint countersigned by peer"),
+                Err(e) => tracing::warn!(%peer, error = %e, "countersignature refused"),
+            },
+            Err(e) => tracing::info!(%peer, error = %e, "peer did not countersign the checkpoint"),
+        }
+    }
+}
+
+/// Checkpoints sent over the peers' QUIC links (`Checkpoint` → `Cosigned`).
+pub struct LinkPeers {
+    links: std::collections::BTreeMap<NodeId, pons_transport::PeerLink>,
+}
+
+impl LinkPeers {
+    /// Over these links, by peer.
+    pub fn new(links: std::collections::BTreeMap<NodeId, pons_transport::PeerLink>) -> Self {
+        Self { links }
+    }
+}
+
+impl CheckpointPeers for LinkPeers {
+    async fn cosign(&self, peer: &NodeId, checkpoint: Vec<u8>) -> Result<Vec<u8>, String> {
+        let link = self
+            .links
+            .get(peer)
+            .ok_or_else(|| format!("{peer} is not a peer"))?;
+        match link.cosign(&checkpoint).await.map_err(|e| e.to_string())? {
+            pons_proto::Frame::Cosigned { checkpoint } => Ok(checkpoint),
+            pons_proto::Frame::Reject { code, reason } => Err(format!("{code}: {reason}")),
+            other => Err(format!("unexpected {} frame", other.type_name())),
+        }
+    }
+}
+
+impl Runtime {
+    /// The answer to a peer's `Checkpoint` frame.
+    pub async fn on_checkpoint_frame(
+        &self,
+        peer: &SpiffeId,
+        checkpoint: Vec<u8>,
+    ) -> pons_proto::Frame {
+        match self.cosign_checkpoint(peer, &checkpoint).await {
+            Ok(cosigned) => pons_proto::Frame::Cosigned {
+                checkpoint: cosigned,
+            },
+            Err(reason) => {
+                tracing::warn!(peer = %peer.node, %reason, "peer checkpoint refused");
+                pons_proto::Refusal::new(pons_proto::RejectCode::InvalidSignature, reason).frame()
+            }
+        }
     }
 }

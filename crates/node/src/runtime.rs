@@ -137,6 +137,16 @@ impl Runtime {
         &self.pseudonym_key
     }
 
+    /// The node's record signer (for `crate::journal`: checkpoints).
+    pub(crate) fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// The federation trust (for `crate::journal`: countersignatures).
+    pub(crate) fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
     /// Allowed clock difference, as the rule crates take it.
     fn skew(&self) -> time::Duration {
         time::Duration::try_from(self.config.limits.clock_skew)
@@ -873,6 +883,10 @@ impl Handler for Runtime {
 impl InboundHandler for Runtime {
     async fn on_deliver(&self, peer: &SpiffeId, envelope: Vec<u8>) -> Frame {
         self.deliver(peer, envelope).await
+    }
+
+    async fn on_checkpoint(&self, peer: &SpiffeId, checkpoint: Vec<u8>) -> Frame {
+        self.on_checkpoint_frame(peer, checkpoint).await
     }
 }
 

@@ -43,6 +43,17 @@ pub enum Frame {
         /// The sealed COSE receipt (opaque here).
         receipt: Vec<u8>,
     },
+    /// Node to peer: one of the node's signed journal checkpoints (COSE_Sign1, opaque
+    /// here), to be countersigned.
+    Checkpoint {
+        /// The checkpoint envelope.
+        checkpoint: Vec<u8>,
+    },
+    /// Peer to node: the countersignature of a checkpoint (COSE_Sign1, opaque here).
+    Cosigned {
+        /// The countersignature envelope.
+        checkpoint: Vec<u8>,
+    },
     /// Receiver to sender: the record was refused.
     Reject {
         /// Why, and whether retrying can help.
@@ -128,12 +139,15 @@ impl FrameError {
 }
 
 impl Frame {
-    /// The frame's type as on the wire: `deliver`, `receipt` or `reject`.
+    /// The frame's type as on the wire: `deliver`, `receipt`, `reject`, `checkpoint` or
+    /// `cosigned`.
     pub fn type_name(&self) -> &'static str {
         match self {
             Frame::Deliver { .. } => "deliver",
             Frame::Receipt { .. } => "receipt",
             Frame::Reject { .. } => "reject",
+            Frame::Checkpoint { .. } => "checkpoint",
+            Frame::Cosigned { .. } => "cosigned",
         }
     }
 
@@ -157,6 +171,13 @@ impl Frame {
                 put_text(&mut out, "receipt");
                 put_text(&mut out, "receipt");
                 put_bytes(&mut out, receipt);
+            }
+            Frame::Checkpoint { checkpoint } | Frame::Cosigned { checkpoint } => {
+                put_header(&mut out, MAJOR_MAP, 2);
+                put_text(&mut out, "type");
+                put_text(&mut out, self.type_name());
+                put_text(&mut out, "checkpoint");
+                put_bytes(&mut out, checkpoint);
             }
             Frame::Reject { code, reason } => {
                 put_header(&mut out, MAJOR_MAP, 3);
@@ -205,6 +226,12 @@ impl Frame {
             },
             "receipt" => Frame::Receipt {
                 receipt: fields.bytes("receipt", "receipt")?,
+            },
+            "checkpoint" => Frame::Checkpoint {
+                checkpoint: fields.bytes("checkpoint", "checkpoint")?,
+            },
+            "cosigned" => Frame::Cosigned {
+                checkpoint: fields.bytes("cosigned", "checkpoint")?,
             },
             "reject" => {
                 let code = fields.text("reject", "code")?;
@@ -651,5 +678,53 @@ mod tests {
             Frame::decode_body(&bytes),
             Err(FrameError::Cbor(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_frames {
+    use super::*;
+
+    #[test]
+    fn checkpoint_and_cosigned_round_trip_and_refuse_extra_keys() {
+        for frame in [
+            Frame::Checkpoint {
+                checkpoint: vec![0xd2, 1, 2],
+            },
+            Frame::Cosigned {
+                checkpoint: vec![0xd2, 3],
+            },
+        ] {
+            let bytes = frame.encode().expect("encode");
+            assert_eq!(Frame::decode_body(&bytes[PREFIX_LEN..]), Ok(frame.clone()));
+        }
+        // {"type": "cosigned", "checkpoint": h'', "x": ""}
+        let mut body = Vec::new();
+        put_header(&mut body, MAJOR_MAP, 3);
+        put_text(&mut body, "type");
+        put_text(&mut body, "cosigned");
+        put_text(&mut body, "checkpoint");
+        put_bytes(&mut body, b"");
+        put_text(&mut body, "x");
+        put_text(&mut body, "");
+        assert_eq!(
+            Frame::decode_body(&body),
+            Err(FrameError::UnknownKey {
+                frame: "cosigned",
+                key: "x".into()
+            })
+        );
+        // A checkpoint frame without its envelope.
+        let mut body = Vec::new();
+        put_header(&mut body, MAJOR_MAP, 1);
+        put_text(&mut body, "type");
+        put_text(&mut body, "checkpoint");
+        assert_eq!(
+            Frame::decode_body(&body),
+            Err(FrameError::MissingKey {
+                frame: "checkpoint",
+                key: "checkpoint"
+            })
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! outside it and is shared: one flush (and, with [`Durability::FlushAndSync`], one
 //! fdatasync) runs at a time and covers every writer waiting for it — group commit.
 
+mod checkpoint;
 mod codec;
 mod error;
 mod feed;
@@ -37,6 +38,7 @@ use sled::transaction::{
 };
 use uuid::Uuid;
 
+pub use checkpoint::StoredCosigned;
 pub use error::StoreError;
 pub use feed::{DeadLetter, FeedAdvance};
 pub use inbox::{InboxMeta, InboxRecord, NewInboxRecord, ReceiptContext, Received};

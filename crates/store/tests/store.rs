@@ -1,6 +1,7 @@
 //! Integration tests of pons-store: one test binary, one module per area.
 
 mod store {
+    pub mod checkpoint;
     pub mod crash;
     pub mod inbox;
     pub mod journal;

@@ -23,6 +23,23 @@ pub trait InboundHandler: Send + Sync + 'static {
     /// The handler does every check of `pons_proto::receiver` from opening the envelope on,
     /// and answers a receipt only once the record is durable.
     fn on_deliver(&self, peer: &SpiffeId, envelope: Vec<u8>) -> impl Future<Output = Frame> + Send;
+
+    /// Answers one `Checkpoint` frame from `peer`: a `Cosigned` frame with the
+    /// countersignature, or a `Reject`. By default checkpoints are refused.
+    fn on_checkpoint(
+        &self,
+        peer: &SpiffeId,
+        checkpoint: Vec<u8>,
+    ) -> impl Future<Output = Frame> + Send {
+        let _ = (peer, checkpoint);
+        async {
+            Refusal::new(
+                RejectCode::PolicyDenied,
+                "this node countersigns no checkpoints",
+            )
+            .frame()
+        }
+    }
 }
 
 /// Count of inbound streams being served, to let them finish at shutdown.
@@ -181,8 +198,14 @@ async fn serve_stream<H: InboundHandler>(
         // Refuse the rest of the request rather than reading it.
         let _ = recv.stop(VarInt::from_u32(code::STREAM_REFUSED));
     }
-    let response = match framing.into_request() {
-        Ok(envelope) => handler.on_deliver(peer, envelope).await,
+    let response = match framing.into_request_frame() {
+        Ok(Frame::Checkpoint { checkpoint }) => handler.on_checkpoint(peer, checkpoint).await,
+        Ok(Frame::Deliver { envelope }) => handler.on_deliver(peer, envelope).await,
+        Ok(other) => Refusal::new(
+            RejectCode::Malformed,
+            format!("{} is not a request frame", other.type_name()),
+        )
+        .frame(),
         Err(refusal) => {
             tracing::info!(%peer, code = %refusal.code, reason = %refusal.reason, "refusing inbound stream");
             refusal.frame()

@@ -130,6 +130,30 @@ impl PeerLink {
         self.deliver_on(&conn, envelope).await
     }
 
+    /// Sends one signed journal checkpoint for countersigning and reads the answer (a
+    /// `Cosigned` or a `Reject` frame), within the response timeout.
+    pub async fn cosign(&self, checkpoint: &[u8]) -> Result<Frame, TransportError> {
+        let conn = self.connection().await?;
+        let limits = &self.shared.limits;
+        let bytes = Frame::Checkpoint {
+            checkpoint: checkpoint.to_vec(),
+        }
+        .encode()
+        .ok()
+        .filter(|b| b.len().saturating_sub(4) <= limits.max_frame)
+        .ok_or(TransportError::EnvelopeTooLarge {
+            len: checkpoint.len(),
+            max: limits.max_frame,
+        })?;
+        match tokio::time::timeout(limits.response_timeout, self.exchange(&conn, &bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::TimedOut {
+                peer: self.node().clone(),
+                after: limits.response_timeout,
+            }),
+        }
+    }
+
     /// Closes the current connection, if any, with [`code::SHUTDOWN`]. The next use of
     /// the link connects again.
     pub async fn close(&self) {

@@ -35,10 +35,23 @@ impl Framing {
         }
     }
 
+    /// The request of a stream: a `Deliver` (as its envelope) or a `Checkpoint` frame, or
+    /// the refusal to answer with.
+    pub(crate) fn into_request_frame(self) -> Result<Frame, Refusal> {
+        match self {
+            Framing::One(frame @ Frame::Checkpoint { .. }) => Ok(frame),
+            other => other
+                .into_request()
+                .map(|envelope| Frame::Deliver { envelope }),
+        }
+    }
+
     /// The response frame of a request stream, or why it is not one.
     pub(crate) fn into_response(self) -> Result<Frame, String> {
         match self {
-            Framing::One(frame @ (Frame::Receipt { .. } | Frame::Reject { .. })) => Ok(frame),
+            Framing::One(
+                frame @ (Frame::Receipt { .. } | Frame::Reject { .. } | Frame::Cosigned { .. }),
+            ) => Ok(frame),
             Framing::One(other) => Err(format!(
                 "expected a receipt or reject frame, got {}",
                 other.type_name()
