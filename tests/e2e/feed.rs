@@ -376,8 +376,15 @@ retry_max_ms = 100
         "{letters:?}"
     );
     let config = fed.config("cuta").display().to_string();
+    // `pons status` shows the dead letter on the strict sink's row.
     let status = fed.pons_ok(&["status", "--config", &config]);
-    assert!(status.contains("strict"), "{status}");
+    let row: Vec<&str> = status
+        .lines()
+        .find(|l| l.starts_with("strict "))
+        .unwrap_or_else(|| panic!("no row for sink strict in:\n{status}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[1], row[4]), ("exec", "1"), "{status}");
     let listed = fed.pons_ok(&["feed", "dead-letters", "--config", &config]);
     assert!(listed.contains(&poison[0]), "{listed}");
 

@@ -134,3 +134,81 @@ impl Push for Exec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::feed::tests::item;
+
+    fn exec(script: &str, timeout: Duration) -> Exec {
+        Exec::new(
+            "test",
+            ExecSink {
+                command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                max_attempts: 3,
+                retry_initial: Duration::from_millis(10),
+                retry_max: Duration::from_millis(10),
+                timeout,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn exit_zero_takes_the_record_and_the_input_and_environment_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let script = format!(
+            "cat > {o}; echo \"$PONS_FEED_SINK $PONS_RECORD_ID $PONS_FEED_CURSOR\" >> {o}",
+            o = out.display()
+        );
+        let mut sink = exec(&script, Duration::from_secs(30));
+        let it = item(7, "{\"x\":1}");
+        let pushed = sink.push(std::slice::from_ref(&it)).await;
+        assert_eq!((pushed.taken, pushed.error), (1, None));
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(text, format!("{{\"x\":1}}\ntest {} 7\n", it.rec.id));
+    }
+
+    #[tokio::test]
+    async fn a_failure_stops_the_batch_with_the_status_and_stderr() {
+        let mut sink = exec(
+            "cat >/dev/null; echo refused >&2; exit 3",
+            Duration::from_secs(30),
+        );
+        let pushed = sink.push(&[item(1, "{}"), item(2, "{}")]).await;
+        assert_eq!(pushed.taken, 0);
+        let error = pushed.error.unwrap();
+        assert!(
+            error.contains("exit status: 3") && error.contains("refused"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_past_its_timeout_is_killed_and_fails() {
+        let mut sink = exec("sleep 30", Duration::from_millis(300));
+        let pushed = sink.push(&[item(1, "{}")]).await;
+        assert_eq!(pushed.taken, 0);
+        let error = pushed.error.unwrap();
+        assert!(error.contains("took longer"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_command_that_cannot_start_fails() {
+        let mut sink = Exec::new(
+            "test",
+            ExecSink {
+                command: vec!["/nonexistent/ingest".into()],
+                max_attempts: 1,
+                retry_initial: Duration::from_millis(10),
+                retry_max: Duration::from_millis(10),
+                timeout: Duration::from_secs(1),
+            },
+        );
+        let pushed = sink.push(&[item(1, "{}")]).await;
+        assert_eq!(pushed.taken, 0);
+        assert!(pushed.error.unwrap().contains("cannot start"));
+    }
+}

@@ -652,3 +652,25 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A feed item for record number `n` with `json` as its feed record.
+    pub(crate) fn item(n: u8, json: &str) -> Item {
+        Item {
+            rec: InboxRecord {
+                id: Uuid::from_bytes([n; 16]),
+                from: pons_core::NodeId::new("adolescence").unwrap(),
+                class: "minor-risk-report".into(),
+                subject_ref: None,
+                received_at: time::macros::datetime!(2026-11-23 10:00 UTC),
+                envelope_sha256: [n; 32],
+                arrival_seq: u64::from(n),
+                journal_seq: u64::from(n),
+            },
+            json: json.as_bytes().to_vec(),
+        }
+    }
+}

@@ -104,3 +104,48 @@ impl Push for Spool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feed::tests::item;
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_batch_written_again_after_a_crash_leaves_one_file_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let mut spool = Spool::open(spool_dir.clone()).unwrap();
+        let items = [item(1, "{\"n\":1}"), item(2, "{\"n\":2}")];
+        let first = spool.push(&items).await;
+        assert_eq!((first.taken, first.error), (2, None));
+        // The node crashed before moving its cursor: the same batch is written again.
+        let again = spool.push(&items).await;
+        assert_eq!(again.taken, 2);
+        let names = listing(&spool_dir);
+        assert_eq!(names, vec![file_name(&items[0]), file_name(&items[1])]);
+        assert!(names[0] < names[1], "names sort in arrival order");
+        let text = std::fs::read_to_string(spool_dir.join(&names[1])).unwrap();
+        assert_eq!(text, "{\"n\":2}\n");
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_spool_takes_nothing_and_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool_dir = dir.path().join("spool");
+        let mut spool = Spool::open(spool_dir.clone()).unwrap();
+        std::fs::remove_dir(&spool_dir).unwrap();
+        let pushed = spool.push(&[item(1, "{}")]).await;
+        assert_eq!(pushed.taken, 0);
+        let error = pushed.error.unwrap();
+        assert!(error.contains("spool"), "{error}");
+    }
+}
