@@ -489,6 +489,38 @@ fn checkpoints_are_countersigned_by_the_peer_and_expose_truncation_and_forgery()
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(stderr(&out).contains("truncated"), "{out:?}");
 
+    // The DPO report: one self-contained HTML file with the figures and the status.
+    let report = fed.path().join("report.html");
+    let report_s = report.display().to_string();
+    let out = fed.pons_ok(&[
+        "dpo",
+        "report",
+        "--config",
+        &config,
+        "--out",
+        &report_s,
+        "--justification",
+        "annual report",
+        "--since",
+        "2000-01-01",
+    ]);
+    assert!(out.contains("journal verified"), "{out}");
+    let html = std::fs::read_to_string(&report).expect("report");
+    for needle in [
+        "Journal verified.",
+        "countersignatures by peers agree",
+        "Exchanges per month per peer",
+        "  cuta</text>",
+        "Rejections by reason",
+        "Consultations of records by actor",
+        "<svg",
+    ] {
+        assert!(html.contains(needle), "{needle:?} missing from the report");
+    }
+    assert!(!html.contains("<script"), "the report runs no script");
+    assert!(!html.contains("https://"), "the report loads nothing");
+    screenshot(&fed, &report);
+
     // cuta keeps its own copy of what it countersigned.
     fed.stop_all();
     let copies = fed
@@ -497,4 +529,35 @@ fn checkpoints_are_countersigned_by_the_peer_and_expose_truncation_and_forgery()
         .expect("cosigned");
     assert!(!copies.is_empty());
     assert!(copies.iter().all(|c| c.cosigner == "cuta"));
+}
+
+/// Renders the report once in headless Chromium when it is installed (Debian package
+/// `chromium`), keeping the screenshot next to it and, when `PONS_REPORT_SCREENSHOT` names a
+/// file, copying it there for a person to look at. Without Chromium nothing is checked here.
+fn screenshot(fed: &Federation, report: &Path) {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("chromium not installed: the report was not rendered");
+        return;
+    };
+    let png = fed.path().join("report.png");
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1000,1400",
+        ])
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", report.display()))
+        .output()
+        .expect("run chromium");
+    assert!(png.exists(), "chromium made no screenshot: {out:?}");
+    if let Ok(dest) = std::env::var("PONS_REPORT_SCREENSHOT") {
+        std::fs::copy(&png, dest).expect("copy the screenshot");
+    }
 }

@@ -57,6 +57,9 @@ pub enum Command {
     /// is itself journaled with its justification.
     #[command(subcommand)]
     Journal(JournalCommand),
+    /// The Data Protection Officer's report (role dpo; journaled).
+    #[command(subcommand)]
+    Dpo(DpoCommand),
     /// Measure the exchange end to end (two nodes in this process, durable as in
     /// production) against this machine's signature and fdatasync limits.
     Bench(BenchArgs),
@@ -568,4 +571,32 @@ pub struct JournalExportArgs {
     /// Where to write the export.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+}
+
+/// `pons dpo …`.
+#[derive(Debug, Subcommand)]
+pub enum DpoCommand {
+    /// Write one self-contained HTML report (inline SVG charts, no external assets):
+    /// exchanges per month per peer, rejections by reason, consultations by actor, and the
+    /// verification status of the journal and its countersigned checkpoints.
+    Report(DpoReportArgs),
+}
+
+/// `pons dpo report`.
+#[derive(Debug, Args)]
+pub struct DpoReportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Where to write the report.
+    #[arg(long, value_name = "report.html")]
+    pub out: PathBuf,
+    /// From this date (`YYYY-MM-DD`) or RFC 3339 time.
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+    /// Until this date (included) or RFC 3339 time.
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+    /// Why you read the journal (journaled).
+    #[arg(long)]
+    pub justification: String,
 }

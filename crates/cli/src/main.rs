@@ -7,6 +7,7 @@ use clap::Parser;
 mod bench;
 mod client;
 mod demo;
+mod dpo;
 mod exit;
 mod feed;
 mod flags;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Record(cmd) => record::run(cmd),
         Command::Pki(cmd) => pki::run(cmd),
         Command::Journal(cmd) => journal::run(cmd),
+        Command::Dpo(cmd) => dpo::run(cmd),
         Command::Bench(args) => bench::run(&args),
     };
     match outcome {

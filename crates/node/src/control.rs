@@ -114,6 +114,15 @@ pub enum Request {
         /// Why the caller exports the journal.
         justification: String,
     },
+    /// The DPO report's figures (role dpo; journaled as `journal-read`).
+    DpoReport {
+        /// From this date or time.
+        since: Option<String>,
+        /// Until this date (included) or time.
+        until: Option<String>,
+        /// Why the caller reads the journal.
+        justification: String,
+    },
 }
 
 /// The answer to a request.

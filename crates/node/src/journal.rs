@@ -704,3 +704,131 @@ impl Runtime {
         }
     }
 }
+
+// ---- DPO report ---------------------------------------------------------------------------
+
+impl Runtime {
+    /// `pons dpo report`: the journal's figures over a period and the verification status
+    /// of the chain and the checkpoints (journaled as `journal-read`).
+    pub(crate) async fn dpo_report(
+        &self,
+        caller: &Caller,
+        since: Option<&str>,
+        until: Option<&str>,
+        justification: &str,
+    ) -> Result<Value, Refused> {
+        use std::collections::BTreeMap;
+        require_dpo(caller, "dpo report")?;
+        require_justification(justification)?;
+        let filter = self.journal_filter(&JournalQuery {
+            since: since.map(str::to_owned),
+            until: until.map(str::to_owned),
+            ..JournalQuery::default()
+        })?;
+        let seq = self
+            .journal_access(
+                caller,
+                Operation::JournalRead,
+                "dpo report",
+                &JournalFilter::default(),
+                justification,
+            )
+            .await?;
+        // month -> peer -> (disclosed, received)
+        let mut exchanges: BTreeMap<String, BTreeMap<String, (u64, u64)>> = BTreeMap::new();
+        let mut rejections: BTreeMap<String, u64> = BTreeMap::new();
+        let mut consultations: BTreeMap<String, u64> = BTreeMap::new();
+        let mut journal_reads: BTreeMap<String, u64> = BTreeMap::new();
+        let mut operations: BTreeMap<&'static str, u64> = BTreeMap::new();
+        let mut entries = 0u64;
+        for entry in self.store.journal_iter(0) {
+            let entry = entry.map_err(store_error)?;
+            if entry.seq > seq {
+                break;
+            }
+            if !filter.matches(&entry) {
+                continue;
+            }
+            entries += 1;
+            *operations.entry(entry.operation.as_str()).or_default() += 1;
+            let month = format!(
+                "{:04}-{:02}",
+                entry.time.year(),
+                u8::from(entry.time.month())
+            );
+            let peer = entry
+                .counterpart
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |p| p.as_str().to_owned());
+            match entry.operation {
+                Operation::Disclose => {
+                    exchanges
+                        .entry(month)
+                        .or_default()
+                        .entry(peer)
+                        .or_default()
+                        .0 += 1
+                }
+                Operation::Receive => {
+                    exchanges
+                        .entry(month)
+                        .or_default()
+                        .entry(peer)
+                        .or_default()
+                        .1 += 1
+                }
+                Operation::Reject => {
+                    // The justification of a reject entry starts with its reject code.
+                    let code = entry
+                        .justification
+                        .as_deref()
+                        .and_then(|j| j.split(':').next())
+                        .unwrap_or("unknown")
+                        .to_owned();
+                    *rejections.entry(code).or_default() += 1;
+                }
+                Operation::Consult => *consultations.entry(entry.actor.clone()).or_default() += 1,
+                Operation::JournalRead | Operation::Export => {
+                    *journal_reads.entry(entry.actor.clone()).or_default() += 1
+                }
+                _ => {}
+            }
+        }
+        let chain = match self.store.verify_journal() {
+            Ok(head) => match self.check_checkpoints(head) {
+                Ok((own, cosigned)) => json!({
+                    "ok": true,
+                    "entries": head.seq,
+                    "head_hash": hex::encode(head.hash),
+                    "checkpoints": own,
+                    "cosigned": cosigned,
+                }),
+                Err(Response::Err { message, .. }) => json!({ "ok": false, "error": message }),
+                Err(_) => json!({ "ok": false, "error": "checkpoint check failed" }),
+            },
+            Err(e) => json!({ "ok": false, "error": e.to_string() }),
+        };
+        let mut exchanges_json = serde_json::Map::new();
+        for (month, peers) in exchanges {
+            let mut m = serde_json::Map::new();
+            for (peer, (d, r)) in peers {
+                m.insert(peer, json!({ "disclosed": d, "received": r }));
+            }
+            exchanges_json.insert(month, Value::Object(m));
+        }
+        Ok(json!({
+            "node": self.node(),
+            "generated_at": format_time(self.now()),
+            "since": since,
+            "until": until,
+            "journal_seq": seq,
+            "entries": entries,
+            "operations": operations,
+            "exchanges": exchanges_json,
+            "rejections": rejections,
+            "consultations": consultations,
+            "journal_reads": journal_reads,
+            "verification": chain,
+        }))
+    }
+}

@@ -872,6 +872,14 @@ impl Handler for Runtime {
                 query,
                 justification,
             } => self.journal_export(&caller, &query, &justification).await,
+            Request::DpoReport {
+                since,
+                until,
+                justification,
+            } => {
+                self.dpo_report(&caller, since.as_deref(), until.as_deref(), &justification)
+                    .await
+            }
         };
         match result {
             Ok(body) => Response::ok(body),
