@@ -546,6 +546,23 @@ fn stream_redelivers_what_was_not_acknowledged_across_a_kill() {
     let store = fed.store("cuta");
     let entries = journal(&store);
     assert_exactly(&disclosed_to(&entries, "cli"), &all, "cli disclose entries");
+    // Every read was journaled as a consultation by the reader, before it was shown.
+    let reads: Vec<&JournalEntry> = entries
+        .iter()
+        .filter(|e| {
+            e.operation == Operation::Consult && e.justification.as_deref() == Some("sink:cli read")
+        })
+        .collect();
+    let read_ids: BTreeSet<String> = reads
+        .iter()
+        .map(|e| e.record_id.expect("a record id").to_string())
+        .collect();
+    assert_eq!(read_ids, all);
+    // 10 + 10 + 7 (--from) + 4 + 3 (--follow) + 7 (after the kill) + 7 (--auto-ack).
+    assert_eq!(reads.len(), 48);
+    assert!(reads
+        .iter()
+        .all(|e| e.actor != "system" && e.role.as_deref() == Some("operator")));
 }
 
 /// Reads `n` lines from a child's stdout, waiting at most [`DEADLINE`] for them.

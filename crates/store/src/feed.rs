@@ -217,6 +217,48 @@ impl Store {
         self.durable(ticket).await
     }
 
+    /// Journal that records were read from a feed without being handed over yet (a
+    /// `stream` sink's reader saw them; its acknowledgement journals the `disclose`): one
+    /// `consult` entry per draft, all in one transaction; return their sequence numbers
+    /// once durable. Every draft must be a `consult` naming a record of the inbox.
+    pub async fn feed_journal_reads(
+        &self,
+        drafts: &[JournalDraft],
+    ) -> Result<Vec<JournalSeq>, StoreError> {
+        for d in drafts {
+            if d.operation != Operation::Consult {
+                return Err(StoreError::WrongOperation {
+                    expected: Operation::Consult,
+                    found: d.operation,
+                });
+            }
+        }
+        if drafts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (seqs, ticket) = self.write(|tx| {
+            let mut seqs = Vec::with_capacity(drafts.len());
+            for d in drafts {
+                let Some(id) = d.record_id else {
+                    return abort(StoreError::WrongRecord {
+                        expected: Uuid::nil(),
+                        found: Uuid::nil(),
+                    });
+                };
+                if tx.inbox.get(id.as_bytes())?.is_none() {
+                    return abort(StoreError::WrongRecord {
+                        expected: id,
+                        found: Uuid::nil(),
+                    });
+                }
+                seqs.push(tx.append(d)?.seq);
+            }
+            Ok(seqs)
+        })?;
+        self.durable(ticket).await?;
+        Ok(seqs)
+    }
+
     /// Dead letters of `sink` (of every sink when `None`), by sink then arrival.
     pub fn feed_dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let prefix = match sink {
@@ -429,6 +471,39 @@ mod tests {
         assert_eq!(disclosed[0].justification.as_deref(), Some("sink:spool"));
         assert_eq!(disclosed[0].subject_ref.as_deref(), Some("subject-1"));
         assert_eq!(disclosed[0].counterpart, None);
+    }
+
+    #[tokio::test]
+    async fn reads_are_journaled_as_consultations_of_inbox_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let id = receive(&store, 1).await;
+        let consult = |record: Uuid, op: Operation| {
+            let mut d = JournalDraft::new(t0(), node("cuta"), "oscar", op, Outcome::Success);
+            d.record_id = Some(record);
+            d
+        };
+        let head = store.journal_head().unwrap();
+        let err = store
+            .feed_journal_reads(&[consult(id, Operation::Disclose)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::WrongOperation { .. }), "{err}");
+        let stranger = Uuid::from_bytes([9; 16]);
+        let err = store
+            .feed_journal_reads(&[
+                consult(id, Operation::Consult),
+                consult(stranger, Operation::Consult),
+            ])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::WrongRecord { .. }), "{err}");
+        assert_eq!(store.journal_head().unwrap(), head, "nothing written");
+        let seqs = store
+            .feed_journal_reads(&[consult(id, Operation::Consult)])
+            .await
+            .unwrap();
+        assert_eq!(seqs, vec![head.seq + 1]);
     }
 
     #[tokio::test]

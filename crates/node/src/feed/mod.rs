@@ -565,7 +565,7 @@ pub async fn handle(
         } => {
             require(caller, &[Role::Operator], "feed read")?;
             let sink = feed.sink(sink.as_deref(), true)?;
-            stream::read(feed, runtime, sink, from, limit, wait_ms).await
+            stream::read(feed, runtime, caller, sink, from, limit, wait_ms).await
         }
         Request::FeedAck { sink, cursor } => {
             require(caller, &[Role::Operator], "feed ack")?;

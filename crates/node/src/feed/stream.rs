@@ -1,12 +1,15 @@
 //! The `stream` sink: read through the control socket by `pons feed`, moved by its reader.
 //!
 //! A read returns records after a position (by default the sink's cursor: what was
-//! acknowledged) and moves nothing; an acknowledgement `ack CURSOR` moves the cursor to
+//! acknowledged) and moves nothing, but each record read is journaled as a `consult` by the
+//! reader (LED art. 25(1): consultation is logged; a read that is never acknowledged still
+//! showed the record to someone). An acknowledgement `ack CURSOR` moves the cursor to
 //! `CURSOR` and journals a `disclose` per record it passes. What was read but not
 //! acknowledged is read again after a restart of the node or of the reader.
 
 use std::time::Duration;
 
+use pons_core::journal::{JournalDraft, Operation, Outcome};
 use serde_json::{json, Value};
 
 use super::{Feed, SinkConfig};
@@ -26,6 +29,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub(crate) async fn read(
     feed: &Feed,
     runtime: &Runtime,
+    caller: &Caller,
     sink: &SinkConfig,
     from: Option<u64>,
     limit: Option<usize>,
@@ -57,6 +61,33 @@ pub(crate) async fn read(
         .map(|r| feed.record(runtime, &sink.name, r))
         .collect::<Result<Vec<_>, _>>()
         .map_err(Response::runtime)?;
+    // Journaled before anything is shown: no journal entry, no records.
+    let now = runtime.now();
+    let drafts: Vec<JournalDraft> = recs
+        .iter()
+        .zip(&records)
+        .map(|(rec, value)| {
+            let mut d = JournalDraft::new(
+                now,
+                runtime.node().clone(),
+                caller.user.as_str(),
+                Operation::Consult,
+                Outcome::Success,
+            );
+            d.role = Some(Role::Operator.as_str().to_owned());
+            d.record_id = Some(rec.id);
+            d.class = Some(rec.class.clone());
+            d.subject_ref = rec.subject_ref.clone();
+            d.justification = Some(format!("sink:{} read", sink.name));
+            d.purpose = value["record"]["purpose"].as_str().map(str::to_owned);
+            d.legal_basis = value["record"]["legal_basis"].as_str().map(str::to_owned);
+            d
+        })
+        .collect();
+    store
+        .feed_journal_reads(&drafts)
+        .await
+        .map_err(|e| Response::runtime(format!("cannot journal the read: {e}")))?;
     let next = recs.last().map_or(start, |r| r.arrival_seq);
     Ok(json!({
         "sink": sink.name,
