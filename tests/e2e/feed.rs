@@ -593,15 +593,75 @@ const NATS_RECORDS: usize = 10_000;
 
 /// A `nats-server` with JetStream on 127.0.0.1 and a temporary store; killed on drop.
 struct NatsServer {
-    child: Child,
+    binary: PathBuf,
+    child: Option<Child>,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server on a free port with a new store.
+    fn start(binary: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free TCP port")
+            .port();
+        let mut server = Self {
+            binary: binary.to_owned(),
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        server.run();
+        server
+    }
+
+    /// Starts the server (again) on its port and store; returns once it listens.
+    fn run(&mut self) {
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .expect("nats log");
+        let child = Command::new(&self.binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path().join("store"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "nats-server did not listen on {}",
+                self.port
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILLs the server.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -654,37 +714,6 @@ fn nats_server_binary() -> Option<PathBuf> {
     }
     eprintln!("\n!!!!!!!!!!\n{message}\n!!!!!!!!!!\n");
     None
-}
-
-fn start_nats(binary: &Path) -> NatsServer {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free TCP port")
-        .port();
-    let log = std::fs::File::create(dir.path().join("nats.log")).expect("nats log");
-    let child = Command::new(binary)
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path().join("store"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("start nats-server");
-    let server = NatsServer {
-        child,
-        port,
-        _dir: dir,
-    };
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "nats-server did not listen on {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    server
 }
 
 /// Submits `n` reports to cuta through adolescence's control socket from `threads` clients.
@@ -761,11 +790,11 @@ async fn stream_len(port: u16) -> u64 {
 }
 
 #[test]
-fn nats_receives_ten_thousand_records_exactly_once_across_a_kill_of_the_node() {
+fn nats_receives_ten_thousand_records_exactly_once_across_kills_of_the_node_and_of_jetstream() {
     let Some(binary) = nats_server_binary() else {
         return;
     };
-    let nats = start_nats(&binary);
+    let mut nats = NatsServer::start(&binary);
     let sinks = format!(
         "[[sink]]\nname = \"bus\"\nkind = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\
          stream = \"PONS\"\nsubject = \"pons.records\"\nretry_initial_ms = 50\nretry_max_ms = 1000\n",
@@ -782,6 +811,18 @@ fn nats_receives_ten_thousand_records_exactly_once_across_a_kill_of_the_node() {
     });
     fed.kill("cuta");
     fed.start("cuta");
+    // The consumer fails: JetStream is killed while records flow; the sink retries until
+    // it is back (same port, same store).
+    fed.wait_until("JetStream holds two fifths of the records", || {
+        (fed.block_on(stream_len(nats.port)) >= (2 * NATS_RECORDS / 5) as u64).then_some(())
+    });
+    nats.kill();
+    fed.wait_until("the bus sink noticed that JetStream is gone", || {
+        let status = fed.control_ok("cuta", Request::Status);
+        let sink = status["feed"].as_array()?.first()?.clone();
+        sink["last_error"].as_str().map(|_| ())
+    });
+    nats.run();
     let ids = submitter.join().expect("submitters");
     assert_eq!(ids.len(), NATS_RECORDS);
     fed.wait_until("JetStream holds every record", || {
