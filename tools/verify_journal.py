@@ -197,6 +197,10 @@ def verify(lines):
                                    or head_hash.hex() != header["head_hash"]):
         raise Bad("export ends at entry %d but its header names head %d %s"
                   % (head_seq, header["head_seq"], header["head_hash"]))
+    if header["start_seq"] > 0 and not any(
+            c.get("seq") == header["start_seq"] + 1 for _, c in checkpoints):
+        raise Bad("the export starts after entry %d (a pruned journal) but has no anchor "
+                  "checkpoint at entry %d" % (header["start_seq"], header["start_seq"] + 1))
     for where, c in checkpoints:
         seq, head_hex = c.get("seq"), c.get("head")
         if seq in hashes and hashes[seq].hex() != head_hex:

@@ -521,6 +521,65 @@ fn checkpoints_are_countersigned_by_the_peer_and_expose_truncation_and_forgery()
     assert!(!html.contains("https://"), "the report loads nothing");
     screenshot(&fed, &report);
 
+    // Retention: entries before the latest checkpoint go; that checkpoint is the anchor.
+    let out = fed.pons_ok(&[
+        "journal",
+        "prune",
+        "--config",
+        &config,
+        "--before",
+        "2100-01-01",
+        "--justification",
+        "retention test",
+    ]);
+    assert!(out.contains("journal entries removed"), "{out}");
+    let out = fed.pons_ok(&[
+        "journal",
+        "verify",
+        "--config",
+        &config,
+        "--justification",
+        "after pruning",
+    ]);
+    assert!(out.contains("journal verified"), "{out}");
+    let pruned = fed.path().join("pruned.jsonl");
+    let pruned_s = pruned.display().to_string();
+    fed.pons_ok(&[
+        "journal",
+        "export",
+        "--config",
+        &config,
+        "--out",
+        &pruned_s,
+        "--justification",
+        "audit",
+    ]);
+    let plines = jsonl(&std::fs::read_to_string(&pruned).expect("export"));
+    let start = plines[0]["start_seq"].as_u64().expect("start_seq");
+    assert!(start > 0, "{:?}", plines[0]);
+    let out = fed.pons_ok(&["journal", "verify", "--export", &pruned_s, "--cert", &cert]);
+    assert!(out.contains("signatures verified"), "{out}");
+    let py = python(&pruned);
+    assert_eq!(py.status.code(), Some(0), "{py:?}");
+    // Without its anchor checkpoint a pruned export proves nothing about its start.
+    let anchor = plines
+        .iter()
+        .position(|l| l["type"] == "checkpoint" && l["seq"].as_u64() == Some(start + 1))
+        .expect("the anchor checkpoint is exported");
+    let unanchored = tampered(&fed, &pruned, "unanchored.jsonl", |l| {
+        l.remove(anchor);
+    });
+    let py = python(&unanchored);
+    assert_eq!(py.status.code(), Some(3), "{py:?}");
+    assert!(stderr(&py).contains("no anchor checkpoint"), "{py:?}");
+    let unanchored_s = unanchored.display().to_string();
+    let out = fed.pons(&["journal", "verify", "--export", &unanchored_s]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        stderr(&out).contains("no signed anchor checkpoint"),
+        "{out:?}"
+    );
+
     // cuta keeps its own copy of what it countersigned.
     fed.stop_all();
     let copies = fed

@@ -483,6 +483,23 @@ pub enum JournalCommand {
     Search(JournalSearchArgs),
     /// Export the journal to a file (journaled as export).
     Export(JournalExportArgs),
+    /// Remove entries older than a date, back to the latest signed checkpoint before it,
+    /// which stays as the anchor that keeps the rest verifiable (role operator or dpo;
+    /// journaled as erase). The daemon does this by itself after `[journal] retention_days`.
+    Prune(JournalPruneArgs),
+}
+
+/// `pons journal prune`.
+#[derive(Debug, Args)]
+pub struct JournalPruneArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Entries before this date (`YYYY-MM-DD`, UTC) or RFC 3339 time may be removed.
+    #[arg(long, value_name = "DATE")]
+    pub before: String,
+    /// Why (journaled).
+    #[arg(long)]
+    pub justification: String,
 }
 
 /// `pons journal verify`.

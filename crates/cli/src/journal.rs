@@ -29,6 +29,27 @@ pub fn run(cmd: JournalCommand) -> Outcome {
         JournalCommand::Verify(args) => verify(&args),
         JournalCommand::Search(args) => search(&args),
         JournalCommand::Export(args) => export(&args),
+        JournalCommand::Prune(args) => {
+            let body = call(
+                &args.config,
+                Request::JournalPrune {
+                    before: args.before.clone(),
+                    justification: args.justification.clone(),
+                },
+            )?;
+            if body["removed"].as_u64() == Some(0) {
+                println!(
+                    "nothing pruned: no signed checkpoint before {}",
+                    args.before
+                );
+            } else {
+                println!(
+                    "{} journal entries removed; the journal now starts at the signed checkpoint of entry {}",
+                    body["removed"], body["anchor_seq"]
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -136,11 +157,12 @@ pub fn verify_export(file: &Path, cert: Option<&Path>) -> Outcome {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let start_seq = verifier.header().map_or(0, |h| h.start_seq);
     let summary = verifier
         .finish()
         .map_err(|e| Failure::integrity(anyhow!("{}: {e}", file.display())))?;
     let tail = checker
-        .finish(summary.head, summary.filtered)
+        .finish(summary.head, summary.filtered, start_seq)
         .map_err(|e| Failure::integrity(anyhow!("{}: {e}", file.display())))?;
     println!(
         "export verified: node {}, {} entries{}, head {}, {} checkpoints{}",
@@ -360,6 +382,8 @@ struct Checker {
     hashes: std::collections::HashMap<u64, [u8; 32]>,
     /// Highest checkpoint seen: (seq, head hex).
     max: Option<(u64, String)>,
+    /// Checkpoint seqs seen (and, with a certificate, verified).
+    seen: std::collections::HashSet<u64>,
     cosigned: u64,
 }
 
@@ -381,6 +405,7 @@ impl Checker {
             cert,
             hashes: Default::default(),
             max: None,
+            seen: Default::default(),
             cosigned: 0,
         })
     }
@@ -417,6 +442,7 @@ impl Checker {
                 ));
             }
         }
+        self.seen.insert(c.seq);
         self.cosigned += c.cosigned.len() as u64;
         if self.max.as_ref().is_none_or(|(s, _)| c.seq > *s) {
             self.max = Some((c.seq, c.head.clone()));
@@ -429,8 +455,15 @@ impl Checker {
         &self,
         head: Option<pons_core::journal::ChainHead>,
         filtered: bool,
+        start_seq: u64,
     ) -> Result<String, String> {
         let len = head.map_or(0, |h| h.seq);
+        if start_seq > 0 && !self.seen.contains(&(start_seq + 1)) {
+            return Err(format!(
+                "the export starts after entry {start_seq} (a pruned journal) but has no signed anchor checkpoint at entry {}",
+                start_seq + 1
+            ));
+        }
         if let Some((seq, hash)) = &self.max {
             if !filtered && *seq > len {
                 return Err(format!(

@@ -114,6 +114,14 @@ pub enum Request {
         /// Why the caller exports the journal.
         justification: String,
     },
+    /// Prune journal entries older than a date, back to a signed checkpoint (role operator
+    /// or dpo; journaled as `erase`).
+    JournalPrune {
+        /// Entries before this date or time may go.
+        before: String,
+        /// Why.
+        justification: String,
+    },
     /// The DPO report's figures (role dpo; journaled as `journal-read`).
     DpoReport {
         /// From this date or time.

@@ -341,9 +341,9 @@ impl Runtime {
             )
             .await?;
         let mut lines = Vec::new();
-        let mut head = ChainHead::genesis();
-        let start = ChainHead::genesis();
-        for entry in self.store.journal_iter(0) {
+        let start = self.store.journal_start().map_err(store_error)?;
+        let mut head = start;
+        for entry in self.store.journal_iter(start.seq + 1) {
             let entry: JournalEntry = entry.map_err(store_error)?;
             if entry.seq > seq {
                 break;
@@ -415,6 +415,9 @@ pub struct JournalConfig {
     pub checkpoint_every: u64,
     /// A checkpoint after this many seconds, if the journal grew.
     pub checkpoint_secs: u64,
+    /// Journal entries older than this many days are pruned (default 3 years), back to
+    /// the latest signed checkpoint before that age, which stays as the anchor.
+    pub retention_days: u64,
 }
 
 impl Default for JournalConfig {
@@ -422,6 +425,7 @@ impl Default for JournalConfig {
         Self {
             checkpoint_every: 1000,
             checkpoint_secs: 300,
+            retention_days: 3 * 365,
         }
     }
 }
@@ -432,6 +436,7 @@ impl Default for JournalConfig {
 pub(crate) struct RawJournal {
     checkpoint_every: Option<u64>,
     checkpoint_secs: Option<u64>,
+    retention_days: Option<u64>,
 }
 
 impl JournalConfig {
@@ -441,9 +446,12 @@ impl JournalConfig {
         let out = Self {
             checkpoint_every: raw.checkpoint_every.unwrap_or(d.checkpoint_every),
             checkpoint_secs: raw.checkpoint_secs.unwrap_or(d.checkpoint_secs),
+            retention_days: raw.retention_days.unwrap_or(d.retention_days),
         };
-        if out.checkpoint_every == 0 || out.checkpoint_secs == 0 {
-            return Err("checkpoint_every and checkpoint_secs must be at least 1".into());
+        if out.checkpoint_every == 0 || out.checkpoint_secs == 0 || out.retention_days == 0 {
+            return Err(
+                "checkpoint_every, checkpoint_secs and retention_days must be at least 1".into(),
+            );
         }
         Ok(out)
     }
@@ -617,8 +625,20 @@ pub async fn checkpoint_loop<P: CheckpointPeers>(rt: Arc<Runtime>, peers: Arc<P>
         Duration::from_secs(1).min(Duration::from_secs(conf.checkpoint_secs)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pruned_at: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
+        if pruned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            pruned_at = Some(tokio::time::Instant::now());
+            let days = i64::try_from(conf.retention_days).unwrap_or(i64::MAX / 86_400);
+            let before = rt.now() - time::Duration::days(days.min(365 * 1000));
+            if let Err(e) = rt
+                .prune_journal(pons_core::journal::SYSTEM_ACTOR, before, "retention")
+                .await
+            {
+                tracing::error!(error = %e, "journal retention failed");
+            }
+        }
         let last_seq = match rt.store.last_checkpoint() {
             Ok(last) => last.map_or(0, |(s, _)| s),
             Err(e) => {
@@ -830,5 +850,88 @@ impl Runtime {
             "journal_reads": journal_reads,
             "verification": chain,
         }))
+    }
+}
+
+// ---- retention -----------------------------------------------------------------------------
+
+impl Runtime {
+    /// Prunes the journal entries before the latest own checkpoint whose entry is older than
+    /// `before`; that checkpoint becomes the anchor that keeps the rest verifiable. Journals
+    /// the pruning (operation `erase`) and returns (entries removed, anchor seq).
+    pub async fn prune_journal(
+        &self,
+        actor: &str,
+        before: OffsetDateTime,
+        justification: &str,
+    ) -> Result<(u64, u64), String> {
+        let mut anchor = None;
+        for (seq, env) in self.store.checkpoints().map_err(|e| e.to_string())? {
+            let entry = match self.store.journal_iter(seq).next() {
+                Some(Ok(e)) if e.seq == seq => e,
+                _ => continue,
+            };
+            if entry.time >= before {
+                break;
+            }
+            let cp = Checkpoint::open(&env, self.trust(), self.now()).map_err(|e| e.to_string())?;
+            if cp.seq == seq && cp.head == entry.hash {
+                anchor = Some((cp.chain_head(), env));
+            }
+        }
+        let Some((head, env)) = anchor else {
+            return Ok((0, 0));
+        };
+        let removed = self
+            .store
+            .prune_journal(head, &env)
+            .await
+            .map_err(|e| e.to_string())?;
+        if removed > 0 {
+            let mut draft = pons_core::journal::JournalDraft::new(
+                self.now(),
+                self.node().clone(),
+                actor,
+                Operation::Erase,
+                Outcome::Success,
+            );
+            draft.purpose = Some("journal retention".into());
+            draft.justification = Some(format!(
+                "{justification}: {removed} journal entries before entry {} removed; the signed checkpoint at entry {} is the anchor",
+                head.seq, head.seq
+            ));
+            self.store
+                .append_journal(draft)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(removed, anchor = head.seq, "journal pruned");
+        }
+        Ok((removed, head.seq))
+    }
+
+    /// `pons journal prune`: retention on demand (role operator or dpo).
+    pub(crate) async fn journal_prune(
+        &self,
+        caller: &Caller,
+        before: &str,
+        justification: &str,
+    ) -> Result<Value, Refused> {
+        if !caller.has_any(&[Role::Operator, Role::Dpo]) {
+            return Err(Response::invalid(
+                format!(
+                    "journal prune needs the role operator or dpo: user {} (uid {}) has neither",
+                    caller.user, caller.uid
+                ),
+                vec![],
+            ));
+        }
+        require_justification(justification)?;
+        let before =
+            parse_instant("before", before, false).map_err(|e| Response::invalid(e, vec![]))?;
+        let (removed, anchor) = self
+            .prune_journal(&caller.user, before, justification)
+            .await
+            .map_err(Response::runtime)?;
+        Ok(json!({ "removed": removed, "anchor_seq": anchor }))
     }
 }

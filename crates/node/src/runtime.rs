@@ -872,6 +872,10 @@ impl Handler for Runtime {
                 query,
                 justification,
             } => self.journal_export(&caller, &query, &justification).await,
+            Request::JournalPrune {
+                before,
+                justification,
+            } => self.journal_prune(&caller, &before, &justification).await,
             Request::DpoReport {
                 since,
                 until,

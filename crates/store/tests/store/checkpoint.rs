@@ -41,3 +41,55 @@ async fn checkpoints_and_countersignatures_survive_reopen() {
     assert_eq!(other.len(), 1);
     assert_eq!(other[0].cosigner, "cuta");
 }
+
+#[tokio::test]
+async fn pruning_keeps_the_rest_verifiable_from_the_anchor() {
+    use pons_core::journal::{ChainHead, Operation};
+
+    use crate::store::util::{draft, journal};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        for _ in 0..10 {
+            store
+                .append_journal(draft(Operation::Consult))
+                .await
+                .expect("append");
+        }
+        let entries = journal(&store);
+        let anchor = ChainHead::of(&entries[5]);
+        // An anchor that names no entry of this journal is refused, and changes nothing.
+        let wrong = ChainHead {
+            seq: 6,
+            hash: [9; 32],
+        };
+        assert!(store.prune_journal(wrong, b"cp").await.is_err());
+        assert_eq!(store.journal_anchor().expect("anchor"), None);
+
+        assert_eq!(store.prune_journal(anchor, b"cp6").await.expect("prune"), 5);
+        assert_eq!(journal(&store)[0].seq, 6);
+        assert_eq!(store.verify_journal().expect("verifies").seq, 10);
+        // Appending goes on from the head.
+        store
+            .append_journal(draft(Operation::Consult))
+            .await
+            .expect("append");
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.verify_journal().expect("verifies after reopen").seq,
+        11
+    );
+    let (anchor, cp) = store.journal_anchor().expect("anchor").expect("set");
+    assert_eq!((anchor.seq, cp.as_slice()), (6, b"cp6".as_slice()));
+    assert_eq!(store.journal_start().expect("start").seq, 5);
+    // An older anchor does not move it back.
+    assert_eq!(
+        store
+            .prune_journal(ChainHead::of(&journal(&store)[0]), b"again")
+            .await
+            .expect("no-op"),
+        0
+    );
+}
