@@ -655,7 +655,100 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::path::Path;
+
+    use pons_core::journal::JournalDraft;
+    use pons_pki::devca::DevCa;
+    use pons_pki::KeyAlgorithm;
+    use pons_store::{NewInboxRecord, Options, Store};
+
     use super::*;
+    use crate::runtime::system_clock;
+
+    const CONFIG: &str = r#"
+node_id = "cuta"
+federation = "pons.example"
+listen = "127.0.0.1:7444"
+data_dir = "data"
+[tls]
+ca = "ca.pem"
+cert = "tls.pem"
+key = "tls.key"
+[signing]
+cert = "sign.pem"
+key = "sign.key"
+"#;
+
+    /// A runtime of node cuta over a store in `dir`, and the federation's trust.
+    fn runtime(dir: &Path) -> (Runtime, Trust) {
+        let now = OffsetDateTime::now_utc();
+        let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, now).unwrap();
+        let cuta = ca
+            .issue(&pons_core::NodeId::new("cuta").unwrap(), now)
+            .unwrap();
+        let signer = cuta.identity(now).unwrap().signer().unwrap();
+        let trust = || {
+            Trust::new(
+                "pons.example",
+                &[ca.certificate().as_ref()],
+                &[] as &[&[u8]],
+            )
+            .unwrap()
+        };
+        let config = crate::Config::parse(CONFIG, &dir.join("node.toml")).unwrap();
+        let store = Store::open(dir.join("db"), Options::default()).unwrap();
+        let key = pons_core::pseudonym::PseudonymKey::from_bytes(&[7; 32]).unwrap();
+        let rt = Runtime::new(config, store, signer, trust(), key, system_clock());
+        (rt, trust())
+    }
+
+    #[tokio::test]
+    async fn an_envelope_that_does_not_verify_is_handed_over_without_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, trust) = runtime(dir.path());
+        let feed = Feed::new(Vec::new(), trust);
+        let garbage = b"not a COSE_Sign1 envelope".to_vec();
+        let id = Uuid::from_bytes([3; 16]);
+        let now = rt.now();
+        let received = rt
+            .store
+            .receive(
+                NewInboxRecord {
+                    id,
+                    from: pons_core::NodeId::new("adolescence").unwrap(),
+                    class: "minor-risk-report".into(),
+                    subject_ref: None,
+                    received_at: now,
+                    envelope_sha256: [0; 32],
+                },
+                &garbage,
+                JournalDraft::new(
+                    now,
+                    rt.node().clone(),
+                    SYSTEM_ACTOR,
+                    Operation::Receive,
+                    Outcome::Success,
+                ),
+                |_| Ok(b"receipt".to_vec()),
+            )
+            .await
+            .unwrap();
+        let rec = rt.store.inbox_get(id).unwrap().unwrap();
+        let v = feed.record(&rt, "spool", &rec).unwrap();
+        assert_eq!(v["format"], FEED_FORMAT);
+        assert_eq!(v["cursor"], received.arrival_seq);
+        assert_eq!(v["verification"]["verified"], false);
+        assert!(v["verification"]["error"].is_string(), "{v}");
+        assert_eq!(v["verification"]["signer"], Value::Null);
+        assert_eq!(
+            v["record"],
+            Value::Null,
+            "an unverified record is not decoded"
+        );
+        let b64 = base64::engine::general_purpose::STANDARD;
+        assert_eq!(v["cose_base64"], b64.encode(&garbage));
+        assert_eq!(v["receipt_base64"], b64.encode(b"receipt"));
+    }
 
     /// A feed item for record number `n` with `json` as its feed record.
     pub(crate) fn item(n: u8, json: &str) -> Item {
