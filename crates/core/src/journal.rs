@@ -922,6 +922,223 @@ impl ExportVerifier {
     }
 }
 
+/// Why bytes are not the canonical encoding of an entry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("canonical journal entry: {0}")]
+pub struct CanonicalError(pub String);
+
+/// A reader of the canonical array, item by item.
+struct Canon<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Canon<'a> {
+    fn err<T>(&self, what: &str) -> Result<T, CanonicalError> {
+        Err(CanonicalError(format!("{what} at byte {}", self.at)))
+    }
+
+    fn byte(&mut self) -> Result<u8, CanonicalError> {
+        let Some(&v) = self.b.get(self.at) else {
+            return self.err("unexpected end");
+        };
+        self.at += 1;
+        Ok(v)
+    }
+
+    /// A head: (major type, argument), or None for null.
+    fn head(&mut self) -> Result<Option<(u8, u64)>, CanonicalError> {
+        let first = self.byte()?;
+        if first == CBOR_NULL {
+            return Ok(None);
+        }
+        let (major, info) = (first >> 5, first & 0x1f);
+        let n = match info {
+            0..=23 => return Ok(Some((major, u64::from(info)))),
+            24 => 1,
+            25 => 2,
+            26 => 4,
+            27 => 8,
+            _ => return self.err("unsupported additional information"),
+        };
+        let Some(bytes) = self.b.get(self.at..self.at + n) else {
+            return self.err("unexpected end");
+        };
+        self.at += n;
+        Ok(Some((
+            major,
+            bytes.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)),
+        )))
+    }
+
+    fn take(&mut self, len: u64) -> Result<&'a [u8], CanonicalError> {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| self.at.checked_add(l))
+            .filter(|&e| e <= self.b.len());
+        let Some(end) = end else {
+            return self.err("length beyond the end");
+        };
+        let out = &self.b[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+
+    fn uint(&mut self) -> Result<u64, CanonicalError> {
+        match self.head()? {
+            Some((MAJOR_UINT, v)) => Ok(v),
+            _ => self.err("expected an unsigned integer"),
+        }
+    }
+
+    fn int(&mut self) -> Result<i64, CanonicalError> {
+        match self.head()? {
+            Some((MAJOR_UINT, v)) => i64::try_from(v).or_else(|_| self.err("integer too large")),
+            Some((MAJOR_NINT, v)) => i64::try_from(v)
+                .map(|v| -1 - v)
+                .or_else(|_| self.err("integer too small")),
+            _ => self.err("expected an integer"),
+        }
+    }
+
+    fn opt_text(&mut self) -> Result<Option<String>, CanonicalError> {
+        match self.head()? {
+            None => Ok(None),
+            Some((MAJOR_TEXT, len)) => {
+                let b = self.take(len)?;
+                std::str::from_utf8(b)
+                    .map(|s| Some(s.to_owned()))
+                    .or_else(|_| self.err("text is not UTF-8"))
+            }
+            _ => self.err("expected text or null"),
+        }
+    }
+
+    fn text(&mut self) -> Result<String, CanonicalError> {
+        match self.opt_text()? {
+            Some(s) => Ok(s),
+            None => self.err("expected text"),
+        }
+    }
+
+    fn opt_bytes(&mut self) -> Result<Option<&'a [u8]>, CanonicalError> {
+        match self.head()? {
+            None => Ok(None),
+            Some((MAJOR_BYTES, len)) => self.take(len).map(Some),
+            _ => self.err("expected bytes or null"),
+        }
+    }
+}
+
+impl JournalEntry {
+    /// Reads an entry back from its canonical bytes and its hash: the inverse of
+    /// [`JournalEntry::canonical_bytes`]. Bytes that decode but are not exactly what
+    /// `canonical_bytes` writes (longer integer forms, trailing bytes) are refused.
+    pub fn from_canonical(bytes: &[u8], hash: [u8; 32]) -> Result<JournalEntry, CanonicalError> {
+        let mut c = Canon { b: bytes, at: 0 };
+        if c.head()? != Some((MAJOR_ARRAY, 18)) {
+            return Err(CanonicalError("expected an array of 18 items".into()));
+        }
+        if c.uint()? != CANONICAL_VERSION {
+            return Err(CanonicalError(format!(
+                "version is not {CANONICAL_VERSION}"
+            )));
+        }
+        let seq = c.uint()?;
+        let secs = c.int()?;
+        let nanos = c.uint()?;
+        let offset = c.int()?;
+        let bad = |what: &str| CanonicalError(what.to_owned());
+        let offset = i32::try_from(offset)
+            .ok()
+            .and_then(|o| time::UtcOffset::from_whole_seconds(o).ok())
+            .ok_or_else(|| bad("UTC offset out of range"))?;
+        let time = OffsetDateTime::from_unix_timestamp(secs)
+            .ok()
+            .and_then(|t| t.replace_nanosecond(u32::try_from(nanos).ok()?).ok())
+            .ok_or_else(|| bad("time out of range"))?
+            .to_offset(offset);
+        let node = NodeId::new(&c.text()?).map_err(|e| CanonicalError(e.to_string()))?;
+        let actor = c.text()?;
+        let role = c.opt_text()?;
+        let operation = c.text()?;
+        let operation =
+            Operation::parse(&operation).ok_or_else(|| bad("operation is not an operation"))?;
+        let record_id = match c.opt_bytes()? {
+            None => None,
+            Some(b) => Some(Uuid::from_slice(b).map_err(|_| bad("record_id is not 16 bytes"))?),
+        };
+        let class = c.opt_text()?;
+        let subject_ref = c.opt_text()?;
+        let counterpart = match c.opt_text()? {
+            None => None,
+            Some(s) => Some(NodeId::new(&s).map_err(|e| CanonicalError(e.to_string()))?),
+        };
+        let purpose = c.opt_text()?;
+        let justification = c.opt_text()?;
+        let legal_basis = c.opt_text()?;
+        let outcome = match c.text()?.as_str() {
+            "success" => Outcome::Success,
+            "refused" => Outcome::Refused,
+            "failed" => Outcome::Failed,
+            _ => return Err(bad("outcome is not an outcome")),
+        };
+        let prev_hash: [u8; 32] = c
+            .opt_bytes()?
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| bad("prev_hash is not 32 bytes"))?;
+        let entry = JournalEntry {
+            seq,
+            time,
+            node,
+            actor,
+            role,
+            operation,
+            record_id,
+            class,
+            subject_ref,
+            counterpart,
+            purpose,
+            justification,
+            legal_basis,
+            outcome,
+            prev_hash,
+            hash,
+        };
+        if entry.canonical_bytes() != bytes {
+            return Err(bad("bytes are not in canonical form"));
+        }
+        Ok(entry)
+    }
+}
+
+/// What a fast chain check needs from canonical bytes without decoding them: the sequence
+/// number (item 1) and `prev_hash` (the last 32 bytes). `None` if the bytes cannot be a
+/// canonical entry.
+pub fn canonical_seq_and_prev(bytes: &[u8]) -> Option<(u64, [u8; 32])> {
+    // 0x92 (array of 18), 0x01 (version 1), then seq.
+    if bytes.len() < 3 + 34 || bytes[0] != 0x92 || bytes[1] != 0x01 {
+        return None;
+    }
+    let mut c = Canon { b: bytes, at: 2 };
+    let seq = c.uint().ok()?;
+    let tail = &bytes[bytes.len() - 34..];
+    if tail[0] != 0x58 || tail[1] != 0x20 {
+        return None;
+    }
+    tail[2..].try_into().ok().map(|p| (seq, p))
+}
+
+/// `SHA-256(prev_hash || canonical)` over bytes as stored.
+pub fn hash_canonical(prev_hash: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev_hash);
+    ctx.update(canonical);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 // Minimal deterministic CBOR writer for the canonical form: writing it by hand keeps the
 // byte layout under this module's control (no serializer may reorder or re-encode fields).
 const MAJOR_UINT: u8 = 0;
@@ -1240,6 +1457,27 @@ mod tests {
             assert_eq!(&back, e);
             assert_eq!(back.compute_hash(), e.hash);
         }
+    }
+
+    #[test]
+    fn canonical_bytes_decode_back_and_refuse_other_forms() {
+        for e in chain(3) {
+            let b = e.canonical_bytes();
+            assert_eq!(JournalEntry::from_canonical(&b, e.hash), Ok(e.clone()));
+            assert_eq!(canonical_seq_and_prev(&b), Some((e.seq, e.prev_hash)));
+            assert_eq!(hash_canonical(&e.prev_hash, &b), e.hash);
+            let mut long = b.clone();
+            long.push(0);
+            assert!(JournalEntry::from_canonical(&long, e.hash).is_err());
+            for cut in 0..b.len() {
+                assert!(JournalEntry::from_canonical(&b[..cut], e.hash).is_err());
+            }
+        }
+        // seq 1 written in a longer form than needed decodes but is not canonical.
+        let e = &chain(1)[0];
+        let mut b = e.canonical_bytes();
+        b.splice(2..3, [0x18, 0x01]);
+        assert!(JournalEntry::from_canonical(&b, e.hash).is_err());
     }
 
     #[test]

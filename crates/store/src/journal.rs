@@ -1,6 +1,9 @@
 //! Reading the journal, and journal entries for operations that change no stored state.
 
-use pons_core::journal::{verify_chain_from, ChainHead, JournalDraft, JournalEntry, Operation};
+use pons_core::journal::{
+    canonical_seq_and_prev, hash_canonical, verify_chain_from, ChainHead, JournalDraft,
+    JournalEntry, Operation,
+};
 
 use crate::{codec, decode_head, encode_head, JournalSeq, Store, StoreError, HEAD_KEY};
 
@@ -28,6 +31,35 @@ impl Store {
             });
         }
         let (seq, ticket) = self.write(|tx| Ok(tx.append(&draft)?.seq))?;
+        self.durable(ticket).await?;
+        Ok(seq)
+    }
+
+    /// Append many entries for operations that change no stored state, in one transaction
+    /// and one flush (imports, benchmarks); the same operations as [`Store::append_journal`]
+    /// are refused. Returns the sequence number of the last entry once durable.
+    pub async fn append_journal_many(
+        &self,
+        drafts: &[JournalDraft],
+    ) -> Result<JournalSeq, StoreError> {
+        for draft in drafts {
+            if matches!(
+                draft.operation,
+                Operation::Collect | Operation::Disclose | Operation::Receive | Operation::Reject
+            ) {
+                return Err(StoreError::WrongOperation {
+                    expected: Operation::Consult,
+                    found: draft.operation,
+                });
+            }
+        }
+        let (seq, ticket) = self.write(|tx| {
+            let mut seq = 0;
+            for draft in drafts {
+                seq = tx.append(draft)?.seq;
+            }
+            Ok(seq)
+        })?;
         self.durable(ticket).await?;
         Ok(seq)
     }
@@ -76,7 +108,7 @@ impl Store {
             .range(from_seq.to_be_bytes()..)
             .map(|item| {
                 let (k, v) = item?;
-                codec::decode::<JournalEntry>("journal entry", &k, &v)
+                decode_entry(&k, &v)
             })
     }
 
@@ -175,10 +207,51 @@ impl Store {
     /// that the stored head names its last entry. Streams: memory use does not grow with
     /// the journal.
     pub fn verify_journal(&self) -> Result<ChainHead, StoreError> {
+        self.verify_journal_with(|_| {})
+    }
+
+    /// [`Store::verify_journal`], calling `progress` with each entry's seq (for progress
+    /// bars and benchmarks).
+    ///
+    /// Entries in the canonical storage format are checked without decoding them: the
+    /// hash is recomputed over the stored canonical bytes, and seq and prev_hash are read
+    /// from them (`pons_core::journal::canonical_seq_and_prev`).
+    pub fn verify_journal_with(
+        &self,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ChainHead, StoreError> {
         let mut head = self.journal_start()?;
-        for entry in self.journal_iter(head.seq + 1) {
-            let entry = entry?;
-            head = verify_chain_from(std::iter::once(&entry), head)?;
+        for item in self.trees.journal.range((head.seq + 1).to_be_bytes()..) {
+            let (k, v) = item?;
+            head = match v.split_first() {
+                Some((&FORMAT_CANONICAL, rest)) if rest.len() > 32 => {
+                    let (hash, canonical) = rest.split_at(32);
+                    let Some((seq, prev)) = canonical_seq_and_prev(canonical) else {
+                        return Err(corrupt_entry(&k, "not a canonical entry"));
+                    };
+                    let key_seq = codec::be_u64("journal key", &k)?;
+                    let expected = head.seq.wrapping_add(1);
+                    let fault =
+                        |reason| StoreError::Chain(pons_core::journal::ChainError { seq, reason });
+                    if seq != expected || key_seq != seq {
+                        return Err(fault(pons_core::journal::ChainFault::SeqGap { expected }));
+                    }
+                    if prev != head.hash {
+                        return Err(fault(pons_core::journal::ChainFault::BrokenLink));
+                    }
+                    if hash_canonical(&prev, canonical) != hash {
+                        return Err(fault(pons_core::journal::ChainFault::BadHash));
+                    }
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(hash);
+                    ChainHead { seq, hash: h }
+                }
+                _ => {
+                    let entry = decode_entry(&k, &v)?;
+                    verify_chain_from(std::iter::once(&entry), head)?
+                }
+            };
+            progress(head.seq);
         }
         let stored = self.journal_head()?;
         if stored != head {
@@ -188,5 +261,43 @@ impl Store {
             });
         }
         Ok(head)
+    }
+}
+
+/// First byte of a journal value in the canonical format: `0x01 || hash (32) || canonical
+/// bytes`. Values written before it are ciborium maps (first byte 0xa0..=0xbf), read as
+/// such.
+const FORMAT_CANONICAL: u8 = 0x01;
+
+/// The stored form of an entry: its hash and canonical bytes, so that verification hashes
+/// what is stored without decoding it.
+pub(crate) fn encode_entry(entry: &JournalEntry) -> Vec<u8> {
+    let canonical = entry.canonical_bytes();
+    let mut out = Vec::with_capacity(33 + canonical.len());
+    out.push(FORMAT_CANONICAL);
+    out.extend_from_slice(&entry.hash);
+    out.extend_from_slice(&canonical);
+    out
+}
+
+fn corrupt_entry(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        what: "journal entry",
+        key: codec::hex(key),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Reads a stored entry in either format.
+pub(crate) fn decode_entry(key: &[u8], v: &[u8]) -> Result<JournalEntry, StoreError> {
+    match v.split_first() {
+        Some((&FORMAT_CANONICAL, rest)) if rest.len() > 32 => {
+            let (hash, canonical) = rest.split_at(32);
+            let mut h = [0u8; 32];
+            h.copy_from_slice(hash);
+            JournalEntry::from_canonical(canonical, h)
+                .map_err(|e| corrupt_entry(key, &e.to_string()))
+        }
+        _ => codec::decode::<JournalEntry>("journal entry", key, v),
     }
 }

@@ -135,7 +135,7 @@ impl Tx<'_> {
     pub(crate) fn append(&self, draft: &JournalDraft) -> TxResult<JournalEntry> {
         let head = self.head()?;
         let entry = JournalEntry::seal(draft.clone(), head.seq + 1, head.hash);
-        let value = codec::encode("journal entry", &entry).or_else(abort)?;
+        let value = journal::encode_entry(&entry);
         self.journal.insert(&entry.seq.to_be_bytes(), value)?;
         self.meta
             .insert(HEAD_KEY, &encode_head(ChainHead::of(&entry))[..])?;

@@ -66,11 +66,15 @@ async fn tampered_stored_entry_is_found_by_verify_journal() {
         let journal = db.open_tree("journal").expect("tree");
         let key = 3u64.to_be_bytes();
         let v = journal.get(key).expect("get").expect("entry 3");
-        let mut entry: pons_core::journal::JournalEntry =
-            ciborium::from_reader(v.as_ref()).expect("decode");
+        // Stored as 0x01 || hash || canonical bytes: change the actor, keep the hash.
+        assert_eq!(v[0], 0x01);
+        let hash: [u8; 32] = v[1..33].try_into().expect("hash");
+        let mut entry =
+            pons_core::journal::JournalEntry::from_canonical(&v[33..], hash).expect("decode");
         entry.actor = "someone-else".into();
-        let mut out = Vec::new();
-        ciborium::into_writer(&entry, &mut out).expect("encode");
+        let mut out = vec![0x01];
+        out.extend_from_slice(&hash);
+        out.extend_from_slice(&entry.canonical_bytes());
         journal.insert(key, out).expect("insert");
         db.flush().expect("flush");
     }
@@ -81,6 +85,56 @@ async fn tampered_stored_entry_is_found_by_verify_journal() {
             err,
             StoreError::Chain(pons_core::journal::ChainError {
                 seq: 3,
+                reason: pons_core::journal::ChainFault::BadHash
+            })
+        ),
+        "{err}"
+    );
+}
+
+/// Entries written before the canonical storage format (ciborium maps) still read and
+/// verify, and a change to one is found too.
+#[tokio::test]
+async fn entries_in_the_older_format_verify_and_tampering_is_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        for _ in 0..3 {
+            store
+                .append_journal(draft(Operation::Consult))
+                .await
+                .expect("append");
+        }
+    }
+    let rewrite = |actor: Option<&str>| {
+        let db = sled::open(dir.path()).expect("sled open");
+        let journal = db.open_tree("journal").expect("tree");
+        let key = 2u64.to_be_bytes();
+        let v = journal.get(key).expect("get").expect("entry 2");
+        let hash: [u8; 32] = v[1..33].try_into().expect("hash");
+        let mut entry = pons_core::journal::JournalEntry::from_canonical(&v[33..], hash)
+            .unwrap_or_else(|_| ciborium::from_reader(v.as_ref()).expect("old format"));
+        if let Some(a) = actor {
+            entry.actor = a.into();
+        }
+        let mut out = Vec::new();
+        ciborium::into_writer(&entry, &mut out).expect("encode");
+        journal.insert(key, out).expect("insert");
+        db.flush().expect("flush");
+    };
+    rewrite(None);
+    {
+        let store = open(dir.path());
+        assert_eq!(store.verify_journal().expect("old format verifies").seq, 3);
+        assert_eq!(journal(&store).len(), 3);
+    }
+    rewrite(Some("someone-else"));
+    let err = open(dir.path()).verify_journal().expect_err("tampered");
+    assert!(
+        matches!(
+            err,
+            StoreError::Chain(pons_core::journal::ChainError {
+                seq: 2,
                 reason: pons_core::journal::ChainFault::BadHash
             })
         ),
