@@ -307,9 +307,9 @@ pub fn check_successor(last: &Checkpoint, next: &Checkpoint) -> Result<(), Check
 #[non_exhaustive]
 pub enum CheckpointFault {
     /// The journal has fewer entries than a checkpoint covers.
-    #[error("truncated: {by} signed size {seq} with head {head}, journal has {len} entries")]
+    #[error("truncated: {by} size {seq} with head {head}, journal has {len} entries")]
     Truncated {
-        /// Who signed the checkpoint (`peer X cosigned` or `node X`).
+        /// Who vouches for the checkpoint (`peer X cosigned` or `node X signed`).
         by: String,
         /// Entries the checkpoint covers.
         seq: u64,
@@ -319,7 +319,9 @@ pub enum CheckpointFault {
         len: u64,
     },
     /// The journal's entry at the checkpoint's seq has another hash.
-    #[error("rewritten: {by} signed head {head} at entry {seq}, the journal's entry {seq} has hash {found}")]
+    #[error(
+        "rewritten: {by} head {head} at entry {seq}, the journal's entry {seq} has hash {found}"
+    )]
     Rewritten {
         /// Who signed the checkpoint.
         by: String,

@@ -330,7 +330,7 @@ fn checkpoints_are_signed_cosigned_and_checked_against_the_journal() {
     assert_eq!(
         e.to_string(),
         format!(
-            "truncated: peer adolescence cosigned signed size 120 with head {}, journal has 100 entries",
+            "truncated: peer adolescence cosigned size 120 with head {}, journal has 100 entries",
             hex::encode(c[119].hash)
         )
     );
@@ -345,7 +345,8 @@ fn checkpoints_are_signed_cosigned_and_checked_against_the_journal() {
         rewritten.push(n);
     }
     verify_chain(&rewritten).expect("a rewritten chain is self-consistent");
-    let e = check_journal(&cp, "node cuta", 120, hash_at(&rewritten)).expect_err("rewritten");
+    let e =
+        check_journal(&cp, "node cuta signed", 120, hash_at(&rewritten)).expect_err("rewritten");
     assert!(
         matches!(e, CheckpointFault::Rewritten { seq: 120, .. }),
         "{e}"

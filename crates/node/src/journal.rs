@@ -567,8 +567,13 @@ impl Runtime {
                     cp.node, cp.seq
                 )));
             }
-            check_journal(&cp, &format!("node {}", self.node()), head.seq, hash_at)
-                .map_err(|f| Response::integrity(f.to_string()))?;
+            check_journal(
+                &cp,
+                &format!("node {} signed", self.node()),
+                head.seq,
+                hash_at,
+            )
+            .map_err(|f| Response::integrity(f.to_string()))?;
             own += 1;
         }
         let mut cosigned = 0;
@@ -933,5 +938,151 @@ impl Runtime {
             .await
             .map_err(Response::runtime)?;
         Ok(json!({ "removed": removed, "anchor_seq": anchor }))
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_tests {
+    use std::path::Path;
+
+    use pons_core::journal::JournalDraft;
+    use pons_core::Trust;
+    use pons_pki::devca::DevCa;
+    use pons_pki::KeyAlgorithm;
+    use pons_store::{Options, Store};
+
+    use super::*;
+    use crate::runtime::system_clock;
+
+    fn config(node: &str) -> String {
+        format!(
+            r#"
+node_id = "{node}"
+federation = "pons.example"
+listen = "127.0.0.1:7444"
+data_dir = "data"
+[tls]
+ca = "ca.pem"
+cert = "tls.pem"
+key = "tls.key"
+[signing]
+cert = "sign.pem"
+key = "sign.key"
+"#
+        )
+    }
+
+    fn runtime(ca: &DevCa, node: &str, dir: &Path) -> Runtime {
+        let now = OffsetDateTime::now_utc();
+        let issued = ca.issue(&NodeId::new(node).unwrap(), now).unwrap();
+        let signer = issued.identity(now).unwrap().signer().unwrap();
+        let trust = Trust::new(
+            "pons.example",
+            &[ca.certificate().as_ref()],
+            &[] as &[&[u8]],
+        )
+        .unwrap();
+        let config = crate::Config::parse(&config(node), &dir.join("node.toml")).unwrap();
+        let store = Store::open(dir.join(node), Options::default()).unwrap();
+        let key = pons_core::pseudonym::PseudonymKey::from_bytes(&[7; 32]).unwrap();
+        Runtime::new(config, store, signer, trust, key, system_clock())
+    }
+
+    async fn grow(rt: &Runtime, n: usize) {
+        for _ in 0..n {
+            let d = JournalDraft::new(
+                rt.now(),
+                rt.node().clone(),
+                "dpo1",
+                Operation::JournalRead,
+                Outcome::Success,
+            );
+            rt.store.append_journal(d).await.unwrap();
+        }
+    }
+
+    fn spiffe(node: &str) -> SpiffeId {
+        SpiffeId {
+            federation: "pons.example".into(),
+            node: NodeId::new(node).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_truncated_journal_fails_against_the_peer_countersignature_and_the_peer_refuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::new(
+            "pons.example",
+            KeyAlgorithm::Ed25519,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let cuta = runtime(&ca, "cuta", &dir.path().join("a"));
+        let adolescence = runtime(&ca, "adolescence", &dir.path().join("b"));
+
+        grow(&cuta, 12).await;
+        let (cp, env) = cuta.make_checkpoint().await.unwrap().unwrap();
+        assert_eq!(cp.seq, 12);
+        // Nothing new: no second checkpoint.
+        assert!(cuta.make_checkpoint().await.unwrap().is_none());
+        let cosigned = adolescence
+            .cosign_checkpoint(&spiffe("cuta"), &env)
+            .await
+            .unwrap();
+        assert_eq!(
+            cuta.keep_cosigned(&NodeId::new("adolescence").unwrap(), &cosigned)
+                .await,
+            Ok(12)
+        );
+        let head = cuta.store.verify_journal().unwrap();
+        assert_eq!(cuta.check_checkpoints(head).map_err(|_| ()), Ok((1, 1)));
+        // A peer cannot pass off another node's checkpoint, nor get its own countersigned.
+        assert!(adolescence
+            .cosign_checkpoint(&spiffe("nccn"), &env)
+            .await
+            .is_err());
+        assert!(cuta.cosign_checkpoint(&spiffe("cuta"), &env).await.is_err());
+
+        // cuta's journal replaced by a shorter one, its countersignature kept: verify fails.
+        let shorter = runtime(&ca, "cuta", &dir.path().join("c"));
+        grow(&shorter, 10).await;
+        shorter
+            .keep_cosigned(&NodeId::new("adolescence").unwrap(), &cosigned)
+            .await
+            .unwrap();
+        let head = shorter.store.verify_journal().unwrap();
+        match shorter.check_checkpoints(head) {
+            Err(Response::Err { code: 3, message, .. }) => assert_eq!(
+                message,
+                format!(
+                    "truncated: peer adolescence cosigned size 12 with head {}, journal has 10 entries",
+                    hex::encode(cp.head)
+                )
+            ),
+            other => panic!("expected an integrity failure, got {other:?}"),
+        }
+        // Same length, other content: rewritten.
+        grow(&shorter, 2).await;
+        let head = shorter.store.verify_journal().unwrap();
+        match shorter.check_checkpoints(head) {
+            Err(Response::Err {
+                code: 3, message, ..
+            }) => {
+                assert!(
+                    message.starts_with("rewritten: peer adolescence cosigned"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected an integrity failure, got {other:?}"),
+        }
+        // And the peer refuses to countersign the shorter journal's checkpoint.
+        let short = runtime(&ca, "cuta", &dir.path().join("d"));
+        grow(&short, 5).await;
+        let (_, env) = short.make_checkpoint().await.unwrap().unwrap();
+        let refused = adolescence
+            .cosign_checkpoint(&spiffe("cuta"), &env)
+            .await
+            .unwrap_err();
+        assert!(refused.contains("truncated"), "{refused}");
     }
 }
