@@ -172,6 +172,8 @@ def verify(lines):
             where = "%s: journal entry %s" % (where, seq)
             try:
                 check_fields(obj)
+                if obj["node"] != header["node"]:
+                    raise Bad("node: %r is not the export's node %r" % (obj["node"], header["node"]))
             except Bad as err:
                 raise Bad("%s: %s" % (where, err))
             prev = bytes.fromhex(obj["prev_hash"])

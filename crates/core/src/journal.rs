@@ -873,6 +873,16 @@ impl ExportVerifier {
             (ExportLine::Entry(x), Some(h)) => {
                 let entry = JournalEntry::try_from(x)
                     .map_err(|source| ExportFault::Field { line: n, source })?;
+                if entry.node.as_str() != h.node {
+                    return Err(ExportFault::Field {
+                        line: n,
+                        source: ExportError::Field {
+                            seq: entry.seq,
+                            field: "node",
+                            rule: format!("{} is not the export's node {}", entry.node, h.node),
+                        },
+                    });
+                }
                 let start = if h.filtered && entry.seq != self.head.seq.wrapping_add(1) {
                     // A gap left by the filter: only this entry's own hash can be checked.
                     ChainHead {
