@@ -436,6 +436,10 @@ fn checkpoints_are_countersigned_by_the_peer_and_expose_truncation_and_forgery()
     let out = fed.pons_ok(&["journal", "verify", "--export", &export_s, "--cert", &cert]);
     assert!(out.contains("signatures verified"), "{out}");
     assert_eq!(python(&export).status.code(), Some(0));
+    // With the federation CA the peers' countersignatures are verified too.
+    let ca = fed.certs().join("ca.pem").display().to_string();
+    let out = fed.pons_ok(&["journal", "verify", "--export", &export_s, "--ca", &ca]);
+    assert!(out.contains("countersignatures verified"), "{out}");
 
     let lines = jsonl(&std::fs::read_to_string(&export).expect("export"));
     let checkpoint = lines
@@ -458,9 +462,30 @@ fn checkpoints_are_countersigned_by_the_peer_and_expose_truncation_and_forgery()
         l[checkpoint] = v.to_string();
     });
     let forged_s = forged.display().to_string();
-    let out = fed.pons(&["journal", "verify", "--export", &forged_s, "--cert", &cert]);
+    for key in [["--cert", cert.as_str()], ["--ca", ca.as_str()]] {
+        let out = fed.pons(&["journal", "verify", "--export", &forged_s, key[0], key[1]]);
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert!(stderr(&out).contains("checkpoint"), "{out:?}");
+    }
+    // A forged countersignature.
+    let cosigned_line = lines
+        .iter()
+        .position(|l| {
+            l["type"] == "checkpoint" && l["cosigned"].as_array().is_some_and(|c| !c.is_empty())
+        })
+        .expect("a countersigned checkpoint");
+    let forged_cs = tampered(&fed, &export, "forged-cs.jsonl", |l| {
+        let mut v: Value = serde_json::from_str(&l[cosigned_line]).expect("json");
+        let cs = v["cosigned"][0].as_str().expect("hex").to_owned();
+        let at = cs.len() - 10;
+        let flipped = if &cs[at..at + 1] == "0" { "1" } else { "0" };
+        v["cosigned"][0] = format!("{}{}{}", &cs[..at], flipped, &cs[at + 1..]).into();
+        l[cosigned_line] = v.to_string();
+    });
+    let forged_cs_s = forged_cs.display().to_string();
+    let out = fed.pons(&["journal", "verify", "--export", &forged_cs_s, "--ca", &ca]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(stderr(&out).contains("checkpoint"), "{out:?}");
+    assert!(stderr(&out).contains("countersignature"), "{out:?}");
     // Another node's certificate does not verify adolescence's checkpoints.
     let other = fed.certs().join("cuta/sign.pem").display().to_string();
     let out = fed.pons(&["journal", "verify", "--export", &export_s, "--cert", &other]);

@@ -517,6 +517,13 @@ pub struct JournalVerifyArgs {
     /// verify with its key.
     #[arg(long, value_name = "CERT.pem", requires = "export")]
     pub cert: Option<PathBuf>,
+    /// The federation CA certificate(s): the peers' countersignatures in the export must
+    /// verify against it (and the node's checkpoints too).
+    #[arg(long, value_name = "CA.pem", requires = "export")]
+    pub ca: Option<PathBuf>,
+    /// The federation (SPIFFE trust domain), with `--ca`.
+    #[arg(long, default_value = "pons.example")]
+    pub federation: String,
 }
 
 /// The filters of `journal search` and `journal export`.

@@ -91,7 +91,16 @@ fn progress(len: u64, what: &'static str) -> Option<ProgressBar> {
 
 fn verify(args: &JournalVerifyArgs) -> Outcome {
     if let Some(file) = &args.export {
-        return verify_export(file, args.cert.as_deref());
+        let trust = match &args.ca {
+            None => None,
+            Some(ca) => Some(
+                pons_pki::trust::FederationTrust::load(&args.federation, ca, &[])
+                    .invalid()?
+                    .to_core()
+                    .invalid()?,
+            ),
+        };
+        return verify_export(file, args.cert.as_deref(), trust);
     }
     let justification = args
         .justification
@@ -117,8 +126,9 @@ fn verify(args: &JournalVerifyArgs) -> Outcome {
 }
 
 /// Verifies an export offline; exit 3 naming the first bad line and entry.
-pub fn verify_export(file: &Path, cert: Option<&Path>) -> Outcome {
+pub fn verify_export(file: &Path, cert: Option<&Path>, trust: Option<pons_core::Trust>) -> Outcome {
     let mut checker = Checker::new(cert)?;
+    checker.trust = trust;
     let f = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = progress(size, "verifying");
@@ -382,9 +392,12 @@ struct Checker {
     hashes: std::collections::HashMap<u64, [u8; 32]>,
     /// Highest checkpoint seen: (seq, head hex).
     max: Option<(u64, String)>,
+    /// The federation trust, to verify countersignatures.
+    trust: Option<pons_core::Trust>,
     /// Checkpoint seqs seen (and, with a certificate, verified).
     seen: std::collections::HashSet<u64>,
     cosigned: u64,
+    cosigned_verified: bool,
 }
 
 impl Checker {
@@ -405,8 +418,10 @@ impl Checker {
             cert,
             hashes: Default::default(),
             max: None,
+            trust: None,
             seen: Default::default(),
             cosigned: 0,
+            cosigned_verified: false,
         })
     }
 
@@ -442,6 +457,24 @@ impl Checker {
                 ));
             }
         }
+        if let Some(trust) = &self.trust {
+            let env = hex::decode(&c.cose).map_err(|_| "cose is not hex".to_owned())?;
+            let now = time::OffsetDateTime::now_utc();
+            let cp = pons_core::checkpoint::Checkpoint::open(&env, trust, now)
+                .map_err(|e| format!("entry {}: {e}", c.seq))?;
+            for cs in &c.cosigned {
+                let cs = hex::decode(cs).map_err(|_| "cosigned is not hex".to_owned())?;
+                let (by, inner) = pons_core::checkpoint::Cosigned::open(&cs, trust, now)
+                    .map_err(|e| format!("entry {}: countersignature: {e}", c.seq))?;
+                if inner != cp {
+                    return Err(format!(
+                        "entry {}: {} countersigned another checkpoint",
+                        c.seq, by.cosigner
+                    ));
+                }
+            }
+            self.cosigned_verified = true;
+        }
         self.seen.insert(c.seq);
         self.cosigned += c.cosigned.len() as u64;
         if self.max.as_ref().is_none_or(|(s, _)| c.seq > *s) {
@@ -471,13 +504,19 @@ impl Checker {
                 ));
             }
         }
-        Ok(match (&self.cert, self.max.is_some()) {
-            (_, false) => String::new(),
-            (Some(_), true) => format!(
-                " (signatures verified; {} countersignatures)",
-                self.cosigned
-            ),
-            (None, true) => " (signatures not checked: give --cert)".into(),
-        })
+        Ok(
+            match (&self.cert, self.cosigned_verified, self.max.is_some()) {
+                (_, _, false) => String::new(),
+                (_, true, true) => format!(
+                    " (signatures and {} countersignatures verified against the federation CA)",
+                    self.cosigned
+                ),
+                (Some(_), false, true) => format!(
+                    " (signatures verified; {} countersignatures not checked: give --ca)",
+                    self.cosigned
+                ),
+                (None, false, true) => " (signatures not checked: give --cert or --ca)".into(),
+            },
+        )
     }
 }
