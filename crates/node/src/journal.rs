@@ -631,6 +631,7 @@ pub async fn checkpoint_loop<P: CheckpointPeers>(rt: Arc<Runtime>, peers: Arc<P>
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pruned_at: Option<tokio::time::Instant> = None;
+    let mut retried_at = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         if pruned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
@@ -658,6 +659,11 @@ pub async fn checkpoint_loop<P: CheckpointPeers>(rt: Arc<Runtime>, peers: Arc<P>
                 continue;
             }
         };
+        if retried_at.elapsed() >= Duration::from_secs(60) {
+            // Peers that were unreachable when the last checkpoint was made get it again.
+            retried_at = tokio::time::Instant::now();
+            resend_missing(&rt, &*peers).await;
+        }
         let grown = head.seq.saturating_sub(last_seq);
         let due = grown >= conf.checkpoint_every
             || (grown > 0 && last_at.elapsed() >= Duration::from_secs(conf.checkpoint_secs));
@@ -673,8 +679,37 @@ pub async fn checkpoint_loop<P: CheckpointPeers>(rt: Arc<Runtime>, peers: Arc<P>
     }
 }
 
+/// Sends the latest checkpoint to the peers that have not countersigned it.
+async fn resend_missing<P: CheckpointPeers>(rt: &Runtime, peers: &P) {
+    let Ok(Some((seq, env))) = rt.store.last_checkpoint() else {
+        return;
+    };
+    let Ok(have) = rt.store.cosigned(rt.node()) else {
+        return;
+    };
+    let missing: Vec<NodeId> = rt
+        .config
+        .peers
+        .keys()
+        .filter(|p| {
+            !have
+                .iter()
+                .any(|c| c.seq == seq && c.cosigner == p.as_str())
+        })
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        send_to(rt, peers, &missing, env).await;
+    }
+}
+
 async fn send_to_peers<P: CheckpointPeers>(rt: &Runtime, peers: &P, env: Vec<u8>) {
-    for peer in rt.config.peers.keys() {
+    let all: Vec<NodeId> = rt.config.peers.keys().cloned().collect();
+    send_to(rt, peers, &all, env).await;
+}
+
+async fn send_to<P: CheckpointPeers>(rt: &Runtime, peers: &P, to: &[NodeId], env: Vec<u8>) {
+    for peer in to {
         match peers.cosign(peer, env.clone()).await {
             Ok(cosigned) => match rt.keep_cosigned(peer, &cosigned).await {
                 Ok(seq) => tracing::info!(%peer, seq, "journal checkpoint countersigned by peer"),
@@ -973,6 +1008,10 @@ key = "sign.key"
     }
 
     fn runtime(ca: &DevCa, node: &str, dir: &Path) -> Runtime {
+        runtime_with(ca, node, dir, "")
+    }
+
+    fn runtime_with(ca: &DevCa, node: &str, dir: &Path, extra: &str) -> Runtime {
         let now = OffsetDateTime::now_utc();
         let issued = ca.issue(&NodeId::new(node).unwrap(), now).unwrap();
         let signer = issued.identity(now).unwrap().signer().unwrap();
@@ -982,7 +1021,7 @@ key = "sign.key"
             &[] as &[&[u8]],
         )
         .unwrap();
-        let config = crate::Config::parse(&config(node), &dir.join("node.toml")).unwrap();
+        let config = crate::Config::parse(&(config(node) + extra), &dir.join("node.toml")).unwrap();
         let store = Store::open(dir.join(node), Options::default()).unwrap();
         let key = pons_core::pseudonym::PseudonymKey::from_bytes(&[7; 32]).unwrap();
         Runtime::new(config, store, signer, trust, key, system_clock())
@@ -1084,5 +1123,59 @@ key = "sign.key"
             .await
             .unwrap_err();
         assert!(refused.contains("truncated"), "{refused}");
+    }
+
+    /// A peer that refuses the first request (as if unreachable), then countersigns.
+    struct Flaky {
+        peer: Runtime,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CheckpointPeers for Flaky {
+        async fn cosign(&self, _peer: &NodeId, checkpoint: Vec<u8>) -> Result<Vec<u8>, String> {
+            if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return Err("connection refused".into());
+            }
+            self.peer
+                .cosign_checkpoint(&spiffe("cuta"), &checkpoint)
+                .await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_scheduler_checkpoints_and_retries_a_peer_that_was_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::new(
+            "pons.example",
+            KeyAlgorithm::Ed25519,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let peer_conf = "[[peer]]\nnode_id = \"adolescence\"\naddress = \"127.0.0.1:7445\"\n\
+                         [journal]\ncheckpoint_every = 3\ncheckpoint_secs = 3600\n";
+        let cuta = Arc::new(runtime_with(&ca, "cuta", &dir.path().join("a"), peer_conf));
+        let peers = Arc::new(Flaky {
+            peer: runtime(&ca, "adolescence", &dir.path().join("b")),
+            calls: Default::default(),
+        });
+        grow(&cuta, 4).await;
+        let task = tokio::spawn(checkpoint_loop(cuta.clone(), peers.clone()));
+        // Paused time: each sleep lets the loop's one-second ticks run at once.
+        let mut cosigned = Vec::new();
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            cosigned = cuta.store.cosigned(cuta.node()).unwrap();
+            if !cosigned.is_empty() {
+                break;
+            }
+        }
+        task.abort();
+        assert_eq!(cuta.store.last_checkpoint().unwrap().map(|c| c.0), Some(4));
+        assert_eq!(cosigned.len(), 1, "the retry got the countersignature");
+        assert_eq!(
+            (cosigned[0].seq, cosigned[0].cosigner.as_str()),
+            (4, "adolescence")
+        );
+        assert!(peers.calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
     }
 }
