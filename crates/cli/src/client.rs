@@ -204,7 +204,11 @@ pub fn status(args: &ConfigArg) -> Outcome {
                 .unwrap_or_else(|| "-".into()),
             text(&p["delivered"]),
             text(&p["rejected"]),
-            text(&p["last_error"]),
+            if p["transport_error"].is_string() {
+                text(&p["transport_error"])
+            } else {
+                text(&p["last_error"])
+            },
         ]);
     }
     print_table(&rows);

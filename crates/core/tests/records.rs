@@ -83,8 +83,8 @@ fn minor_example_validates() {
     assert_eq!(r.created, NOW);
     assert_eq!(
         r.review_by,
-        date!(2027 - 05 - 31),
-        "the report's date wins over the default"
+        date!(2027 - 11 - 23),
+        "the example gives no dates: the policy's default applies"
     );
     let Body::MinorRiskReport(MinorRiskReport {
         subject,
@@ -104,6 +104,17 @@ fn minor_example_validates() {
     assert_eq!(back, r);
     back.validate(NOW + Duration::hours(1), Duration::minutes(5))
         .unwrap();
+}
+
+#[test]
+fn report_dates_win_over_the_policy_defaults() {
+    let r = minor(|v| {
+        v["review_by"] = json!("2027-05-31");
+        v["erase_by"] = json!("2031-11-30");
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.review_by, date!(2027 - 05 - 31));
+    assert_eq!(r.erase_by, date!(2031 - 11 - 30));
 }
 
 #[test]

@@ -66,7 +66,8 @@ pub struct Started {
     pub quic: SocketAddr,
     /// The control socket.
     pub control: PathBuf,
-    /// Whether the database was recovered after an unclean stop.
+    /// Whether an existing database was opened (sled's `was_recovered`), rather than a new
+    /// one created.
     pub recovered: bool,
     /// Records resumed from the outbox.
     pub resumed: usize,
@@ -308,6 +309,11 @@ impl Links for DriverLinks {
             .as_ref()?
             .get(peer)
             .map(|d| d.link().state().connected)
+    }
+
+    fn transport_error(&self, peer: &NodeId) -> Option<String> {
+        let guard = self.drivers.lock().ok()?;
+        guard.as_ref()?.get(peer)?.link().state().last_error
     }
 }
 

@@ -61,6 +61,8 @@ pub trait Links: Send + Sync + 'static {
     fn enqueue(&self, peer: &NodeId, id: Uuid);
     /// Whether a connection to `peer` is up.
     fn connected(&self, peer: &NodeId) -> Option<bool>;
+    /// The transport's current error towards `peer` (cleared when the peer answers).
+    fn transport_error(&self, peer: &NodeId) -> Option<String>;
 }
 
 /// The node's shared state: configuration, keys, trust, store and peer status.
@@ -628,11 +630,6 @@ impl Runtime {
         self.store.outbox_envelope(id).ok().flatten()
     }
 
-    /// Notes a transport failure towards `peer` for `pons status`.
-    pub fn transport_error(&self, peer: &NodeId, error: String) {
-        self.note_error(peer, error);
-    }
-
     // ---- control requests ---------------------------------------------------------------
 
     async fn outbox_list(&self, caller: &Caller) -> Result<serde_json::Value, Refused> {
@@ -809,6 +806,7 @@ impl Runtime {
                 "rejected": status.rejected,
                 "last_error": status.last_error,
                 "last_error_at": status.last_error_at.map(rfc3339),
+                "transport_error": self.links.get().and_then(|l| l.transport_error(peer)),
             }));
         }
         let head = self.store.journal_head().map_err(runtime)?;
