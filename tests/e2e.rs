@@ -12,9 +12,9 @@ mod cli;
 mod exchange;
 #[path = "e2e/faults.rs"]
 mod faults;
+#[path = "e2e/feed.rs"]
+mod feed;
 #[path = "e2e/hostile.rs"]
 mod hostile;
 #[path = "e2e/journal.rs"]
 mod journal;
-#[path = "e2e/feed.rs"]
-mod feed;
