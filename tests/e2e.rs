@@ -18,3 +18,5 @@ mod feed;
 mod hostile;
 #[path = "e2e/journal.rs"]
 mod journal;
+#[path = "e2e/protection.rs"]
+mod protection;

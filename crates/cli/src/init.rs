@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! DIR/node.toml          the configuration (paths relative to DIR)
-//! DIR/certs/             ca.pem, ca.crl.pem, tls.{pem,key}, sign.{pem,key}, pseudonym.key
+//! DIR/certs/             ca.pem, ca.crl.pem, tls.{pem,key}, sign.{pem,key}, pseudonym.key,
+//!                        master.key (this node's own, never copied from --certs)
 //! DIR/data/              the database and the control socket (mode 0750)
 //! ```
 
@@ -17,6 +18,9 @@ use pons_core::NodeId;
 use crate::exit::{Outcome, ResultExt};
 use crate::flags::InitArgs;
 use crate::pki::PSEUDONYM_KEY_FILE;
+
+/// The node's master key file in `certs/`: 32 random bytes, hex, mode 0600 from creation.
+pub const MASTER_KEY_FILE: &str = "master.key";
 
 pub fn run(args: &InitArgs) -> Outcome {
     let config_path = make(args)?;
@@ -97,6 +101,13 @@ pub fn make(args: &InitArgs) -> Result<std::path::PathBuf, crate::exit::Failure>
     for (from, name, secret) in &copies {
         copy(from, &certs.join(name), *secret)?;
     }
+    // Never replaced, even with --force: a new master key would make every stored body
+    // unreadable.
+    let master = certs.join(MASTER_KEY_FILE);
+    if !master.exists() {
+        let key = pons_store::MasterKey::generate()?;
+        write_new(&master, format!("{}\n", key.to_hex()).as_bytes(), true)?;
+    }
     write_new(&config_path, toml.as_bytes(), false)?;
     Ok(config_path)
 }
@@ -122,6 +133,7 @@ fn render(args: &InitArgs, node: &NodeId) -> anyhow::Result<String> {
     writeln!(s, "listen = {:?}", args.listen)?;
     writeln!(s, "data_dir = \"data\"")?;
     writeln!(s, "pseudonym_key = \"certs/{PSEUDONYM_KEY_FILE}\"")?;
+    writeln!(s, "master_key = \"certs/{MASTER_KEY_FILE}\"")?;
     writeln!(s)?;
     writeln!(s, "[tls]\nca = \"certs/ca.pem\"\ncrl = [\"certs/ca.crl.pem\"]\ncert = \"certs/tls.pem\"\nkey = \"certs/tls.key\"\n")?;
     writeln!(

@@ -29,6 +29,9 @@ pub struct Config {
     pub signing: SigningFiles,
     /// The federation's subject pseudonym key file, if any.
     pub pseudonym_key: Option<PathBuf>,
+    /// The node's master key file (32 bytes, hex, mode 0600), which wraps the data key of
+    /// every stored record body; required to run.
+    pub master_key: Option<PathBuf>,
     /// The peers this node exchanges records with, by node id.
     pub peers: BTreeMap<NodeId, PeerConfig>,
     /// Who may do what through the control socket.
@@ -211,6 +214,7 @@ struct RawConfig {
     tls: RawTls,
     signing: RawSigning,
     pseudonym_key: Option<PathBuf>,
+    master_key: Option<PathBuf>,
     #[serde(default, rename = "peer")]
     peers: Vec<RawPeer>,
     #[serde(default)]
@@ -429,6 +433,7 @@ impl Config {
                 key: resolve(raw.signing.key),
             },
             pseudonym_key: raw.pseudonym_key.map(resolve),
+            master_key: raw.master_key.map(resolve),
             peers,
             roles,
             limits,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::control;
 use crate::runtime::{Clock, Links, Runtime, DRAIN_DEADLINE};
-use crate::secret::{load_pseudonym_key, SecretError};
+use crate::secret::{load_master_key, load_pseudonym_key, SecretError};
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum NodeError {
     /// A certificate, key or CRL was refused.
     #[error(transparent)]
     Pki(#[from] pons_pki::PkiError),
-    /// The pseudonym key was refused.
+    /// The pseudonym key or the master key was refused.
     #[error(transparent)]
     Secret(#[from] SecretError),
     /// The configuration contradicts the certificates.
@@ -120,6 +120,11 @@ pub async fn run(
         rule: "is required: the federation's subject pseudonym key file".into(),
     })?;
     let pseudonym_key = load_pseudonym_key(&key_path)?;
+    let master_path = config.master_key.clone().ok_or(NodeError::Config {
+        field: "master_key",
+        rule: "is required: the key file that encrypts record bodies at rest (pons init)".into(),
+    })?;
+    let master_key = load_master_key(&master_path)?;
 
     make_private_dir(&config.data_dir)?;
     let db_dir = config.db_dir();
@@ -128,7 +133,9 @@ pub async fn run(
     } else {
         Durability::Flush
     };
-    let options = Options { durability };
+    let mut options = Options::default();
+    options.durability = durability;
+    options.master_key = Some(master_key);
     let store = Store::open(&db_dir, options).map_err(|source| NodeError::Store {
         path: db_dir.clone(),
         source,

@@ -1,4 +1,5 @@
-//! Secret files other than PEM keys: the federation's subject pseudonym key.
+//! Secret files other than PEM keys: the federation's subject pseudonym key and the node's
+//! master key (which wraps the data key of every stored record body).
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -40,6 +41,28 @@ pub enum SecretError {
 ///
 /// The mode is read from the opened file, so the check and the read concern one file.
 pub fn load_pseudonym_key(path: &Path) -> Result<PseudonymKey, SecretError> {
+    let bytes = read_hex_secret(path, "pseudonym key")?;
+    PseudonymKey::from_bytes(&bytes).map_err(|e| SecretError::Format {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads the node's master key file: hex text of exactly 32 bytes, mode 0600 (made by
+/// `pons init`). The node refuses to start otherwise: a key readable by others would let
+/// them read every stored record body.
+pub fn load_master_key(path: &Path) -> Result<pons_store::MasterKey, SecretError> {
+    let bytes = read_hex_secret(path, "master key")?;
+    pons_store::MasterKey::from_bytes(&bytes).map_err(|e| SecretError::Format {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The bytes of a hex key file that group and others cannot read.
+///
+/// The mode is read from the opened file, so the check and the read concern one file.
+fn read_hex_secret(path: &Path, what: &str) -> Result<Vec<u8>, SecretError> {
     let io = |source| SecretError::Io {
         path: path.to_owned(),
         source,
@@ -54,13 +77,10 @@ pub fn load_pseudonym_key(path: &Path) -> Result<PseudonymKey, SecretError> {
     }
     let mut text = String::new();
     file.take(4096).read_to_string(&mut text).map_err(io)?;
-    let format = |reason: String| SecretError::Format {
+    hex::decode(text.trim()).map_err(|e| SecretError::Format {
         path: path.to_owned(),
-        reason,
-    };
-    let bytes =
-        hex::decode(text.trim()).map_err(|e| format(format!("pseudonym key must be hex: {e}")))?;
-    PseudonymKey::from_bytes(&bytes).map_err(|e| format(e.to_string()))
+        reason: format!("{what} must be hex: {e}"),
+    })
 }
 
 #[cfg(test)]
@@ -89,6 +109,24 @@ mod tests {
         ));
         std::fs::write(&path, "abcd").unwrap();
         let err = load_pseudonym_key(&path).unwrap_err();
+        assert!(matches!(err, SecretError::Format { .. }), "{err}");
+    }
+
+    #[test]
+    fn master_key_is_32_bytes_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        std::fs::write(&path, format!("{}\n", "cd".repeat(32))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let err = load_master_key(&path).unwrap_err();
+        assert!(
+            matches!(err, SecretError::Permissions { mode: 0o604, .. }),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load_master_key(&path).unwrap().to_hex(), "cd".repeat(32));
+        std::fs::write(&path, "cd".repeat(33)).unwrap();
+        let err = load_master_key(&path).unwrap_err();
         assert!(matches!(err, SecretError::Format { .. }), "{err}");
     }
 }

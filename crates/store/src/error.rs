@@ -21,6 +21,20 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The master key is malformed or could not be made.
+    #[error("master key: {reason}")]
+    MasterKey {
+        /// The rule broken or the failure.
+        reason: String,
+    },
+    /// An encrypted body was read from a store opened without a master key.
+    #[error("{what} {id} is encrypted: the store must be opened with the node's master key")]
+    NoMasterKey {
+        /// Which body.
+        what: &'static str,
+        /// The record id.
+        id: Uuid,
+    },
     /// A record with this id is already in the outbox.
     #[error("outbox record {id} already exists")]
     OutboxDuplicate {

@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::cipher::BodyTree;
 use crate::codec::{self, bytes};
-use crate::{abort, decode_body, encode_body, prepare_draft, JournalSeq, Store, StoreError};
+use crate::{abort, prepare_draft, JournalSeq, Store, StoreError};
 
 /// What the receiver knows about a record it accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,7 +119,7 @@ impl Store {
         )?;
         let id = record.id;
         let key = id.as_bytes();
-        let body = encode_body(envelope);
+        let body = self.seal_body(BodyTree::Inbox, id, envelope)?;
         let (received, ticket) = self.write(|tx| {
             if tx.inbox.get(key)?.is_some() {
                 return abort(StoreError::AlreadyReceived { id });
@@ -146,7 +147,7 @@ impl Store {
             };
             let value = codec::encode("inbox record", &stored).or_else(abort)?;
             tx.inbox.insert(key, value)?;
-            tx.inbox_body.insert(key, body.as_slice())?;
+            tx.put_body(BodyTree::Inbox, id, &body)?;
             tx.inbox_arrival.insert(&arrival_seq.to_be_bytes(), key)?;
             tx.receipts.insert(key, receipt.as_slice())?;
             Ok(Received {
@@ -193,11 +194,7 @@ impl Store {
 
     /// One inbox record's envelope bytes, as received.
     pub fn inbox_envelope(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = id.as_bytes();
-        match self.trees.inbox_body.get(key)? {
-            None => Ok(None),
-            Some(v) => Ok(Some(decode_body(key, &v)?)),
-        }
+        self.read_body(BodyTree::Inbox, id)
     }
 
     /// The first `limit` inbox records in arrival order.

@@ -20,6 +20,7 @@
 //! fdatasync) runs at a time and covers every writer waiting for it — group commit.
 
 mod checkpoint;
+mod cipher;
 mod codec;
 mod error;
 mod feed;
@@ -39,6 +40,7 @@ use sled::transaction::{
 use uuid::Uuid;
 
 pub use checkpoint::StoredCosigned;
+pub use cipher::{MasterKey, KEY_LEN};
 pub use error::StoreError;
 pub use feed::{DeadLetter, FeedAdvance};
 pub use inbox::{InboxMeta, InboxRecord, NewInboxRecord, ReceiptContext, Received};
@@ -60,11 +62,17 @@ pub enum Durability {
     FlushAndSync,
 }
 
-/// Options for [`Store::open`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Options for [`Store::open`]. Non-exhaustive: start from `Options::default()` and set
+/// fields.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Options {
     /// How hard writes are pushed to disk before they are acknowledged.
     pub durability: Durability,
+    /// The node's master key, which wraps every record's data key. Without it, new bodies are
+    /// stored in clear (format 0x00) and encrypted bodies cannot be read: a node always opens
+    /// its store with it; tools that only read the journal may not.
+    pub master_key: Option<MasterKey>,
 }
 
 const HEAD_KEY: &[u8] = b"journal_head";
@@ -76,6 +84,7 @@ pub struct Store {
     trees: Trees,
     dir: PathBuf,
     durability: Durability,
+    master_key: Option<MasterKey>,
     /// The sled data file, kept open for fdatasync (FlushAndSync only).
     db_file: Option<Arc<File>>,
     /// Serialises write transactions: they all touch the journal head, so running them one
@@ -99,6 +108,7 @@ struct Trees {
     journal: sled::Tree,
     meta: sled::Tree,
     feed: sled::Tree,
+    body_keys: sled::Tree,
 }
 
 /// The trees as seen inside one transaction.
@@ -113,6 +123,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) journal: &'a TransactionalTree,
     pub(crate) meta: &'a TransactionalTree,
     pub(crate) feed: &'a TransactionalTree,
+    /// Wrapped data keys of encrypted bodies, by tree tag and record id.
+    pub(crate) body_keys: &'a TransactionalTree,
 }
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -199,6 +211,7 @@ impl Store {
             journal: db.open_tree("journal")?,
             meta: db.open_tree("meta")?,
             feed: db.open_tree("feed")?,
+            body_keys: db.open_tree("body_keys")?,
         };
         let db_file = match options.durability {
             Durability::Flush => None,
@@ -213,6 +226,7 @@ impl Store {
             trees,
             dir,
             durability: options.durability,
+            master_key: options.master_key,
             db_file,
             write_lock: Mutex::new(()),
             committed: AtomicU64::new(0),
@@ -277,8 +291,9 @@ impl Store {
             &t.journal,
             &t.meta,
             &t.feed,
+            &t.body_keys,
         )
-            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd)| {
+            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd, bk)| {
                 f(&Tx {
                     outbox: ob,
                     outbox_body: obb,
@@ -290,6 +305,7 @@ impl Store {
                     journal: jn,
                     meta: mt,
                     feed: fd,
+                    body_keys: bk,
                 })
             });
         let value = match result {
@@ -406,31 +422,72 @@ pub(crate) fn prepare_draft(
     Ok(draft)
 }
 
-/// Prefix byte of a stored envelope: how the bytes after it are to be read.
-///
-/// `0x00`: the envelope, in clear. A later issue adds `0x01`: AES-256-GCM under a per-record
-/// data key wrapped by the node's master key, so erasing the key erases the record.
-pub(crate) const BODY_PLAIN: u8 = 0x00;
+impl Store {
+    /// Encrypt a body of record `id` for `tree` (see [`cipher`]).
+    pub(crate) fn seal_body(
+        &self,
+        tree: cipher::BodyTree,
+        id: Uuid,
+        envelope: &[u8],
+    ) -> Result<cipher::SealedBody, StoreError> {
+        cipher::encode_body(self.master_key.as_ref(), tree, id, envelope)
+    }
 
-pub(crate) fn encode_body(envelope: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(envelope.len() + 1);
-    out.push(BODY_PLAIN);
-    out.extend_from_slice(envelope);
-    out
+    /// Read and decrypt the body of record `id` in `tree`; `None` if there is none (never
+    /// stored, or erased). The data key is read first: erasure removes both in one
+    /// transaction, so a body without its key is corruption, not a race.
+    pub(crate) fn read_body(
+        &self,
+        tree: cipher::BodyTree,
+        id: Uuid,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let wrapped = self.trees.body_keys.get(tree.key_of(id))?;
+        let bodies = match tree {
+            cipher::BodyTree::Outbox => &self.trees.outbox_body,
+            cipher::BodyTree::Inbox => &self.trees.inbox_body,
+        };
+        let Some(body) = bodies.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        cipher::decode_body(
+            self.master_key.as_ref(),
+            tree,
+            id,
+            &body,
+            wrapped.as_deref(),
+        )
+        .map(Some)
+    }
 }
 
-pub(crate) fn decode_body(key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StoreError> {
-    match stored.split_first() {
-        Some((&BODY_PLAIN, rest)) => Ok(rest.to_vec()),
-        Some((other, _)) => Err(StoreError::Corrupt {
-            what: "envelope",
-            key: codec::hex(key),
-            reason: format!("unknown body format 0x{other:02x}"),
-        }),
-        None => Err(StoreError::Corrupt {
-            what: "envelope",
-            key: codec::hex(key),
-            reason: "empty value".into(),
-        }),
+impl Tx<'_> {
+    /// Store a sealed body of record `id` in `tree`; part of the transaction.
+    pub(crate) fn put_body(
+        &self,
+        tree: cipher::BodyTree,
+        id: Uuid,
+        sealed: &cipher::SealedBody,
+    ) -> TxResult<()> {
+        let bodies = match tree {
+            cipher::BodyTree::Outbox => self.outbox_body,
+            cipher::BodyTree::Inbox => self.inbox_body,
+        };
+        bodies.insert(id.as_bytes(), sealed.body.as_slice())?;
+        if let Some(w) = &sealed.wrapped_key {
+            self.body_keys.insert(&tree.key_of(id)[..], w.as_slice())?;
+        }
+        Ok(())
+    }
+
+    /// Erase the body of record `id` in `tree`: its wrapped data key and its ciphertext, in
+    /// this transaction. Returns whether there was a body.
+    #[allow(dead_code)] // used by the retention sweep
+    pub(crate) fn erase_body(&self, tree: cipher::BodyTree, id: Uuid) -> TxResult<bool> {
+        let bodies = match tree {
+            cipher::BodyTree::Outbox => self.outbox_body,
+            cipher::BodyTree::Inbox => self.inbox_body,
+        };
+        self.body_keys.remove(&tree.key_of(id)[..])?;
+        Ok(bodies.remove(id.as_bytes())?.is_some())
     }
 }

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::cipher::BodyTree;
 use crate::codec::{self, bytes};
-use crate::{abort, decode_body, encode_body, prepare_draft, JournalSeq, Store, StoreError};
+use crate::{abort, prepare_draft, JournalSeq, Store, StoreError};
 
 /// What the caller knows about a record when it submits it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,7 +162,7 @@ impl Store {
         )?;
         let id = record.id;
         let key = id.as_bytes();
-        let body = encode_body(envelope);
+        let body = self.seal_body(BodyTree::Outbox, id, envelope)?;
         let to = record.to.as_str().as_bytes().to_vec();
         let (seq, ticket) = self.write(|tx| {
             if tx.outbox.get(key)?.is_some() {
@@ -180,7 +181,7 @@ impl Store {
             };
             let value = codec::encode("outbox record", &stored).or_else(abort)?;
             tx.outbox.insert(key, value)?;
-            tx.outbox_body.insert(key, body.as_slice())?;
+            tx.put_body(BodyTree::Outbox, id, &body)?;
             tx.outbox_pending.insert(key, to.as_slice())?;
             Ok(entry.seq)
         })?;
@@ -324,11 +325,7 @@ impl Store {
 
     /// One outbox record's envelope bytes, as submitted.
     pub fn outbox_envelope(&self, id: Uuid) -> Result<Option<Vec<u8>>, StoreError> {
-        let key = id.as_bytes();
-        match self.trees.outbox_body.get(key)? {
-            None => Ok(None),
-            Some(v) => Ok(Some(decode_body(key, &v)?)),
-        }
+        self.read_body(BodyTree::Outbox, id)
     }
 
     /// Outbox records matching `filter`, in id (creation) order.

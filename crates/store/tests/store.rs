@@ -2,6 +2,7 @@
 
 mod store {
     pub mod checkpoint;
+    pub mod cipher;
     pub mod crash;
     pub mod inbox;
     pub mod journal;

@@ -297,12 +297,11 @@ async fn list_filters_by_state_and_peer() {
 async fn concurrent_submitters_get_distinct_gapless_sequence_numbers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = std::sync::Arc::new(
-        pons_store::Store::open(
-            dir.path(),
-            pons_store::Options {
-                durability: pons_store::Durability::FlushAndSync,
-            },
-        )
+        pons_store::Store::open(dir.path(), {
+            let mut options = pons_store::Options::default();
+            options.durability = pons_store::Durability::FlushAndSync;
+            options
+        })
         .expect("open"),
     );
     let mut tasks = Vec::new();

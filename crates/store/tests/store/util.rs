@@ -15,8 +15,16 @@ pub fn now() -> OffsetDateTime {
     datetime!(2026-11-23 10:00:00 UTC)
 }
 
+/// The master key every test store is opened with, so that all store tests exercise
+/// encrypted bodies.
+pub fn master_key() -> pons_store::MasterKey {
+    pons_store::MasterKey::from_bytes(&[0x5a; 32]).expect("32 bytes")
+}
+
 pub fn open(dir: &std::path::Path) -> Store {
-    Store::open(dir, Options::default()).expect("open store")
+    let mut options = Options::default();
+    options.master_key = Some(master_key());
+    Store::open(dir, options).expect("open store")
 }
 
 pub fn draft(op: Operation) -> JournalDraft {

@@ -1,0 +1,156 @@
+//! Data protection: record bodies encrypted at rest, the master key kept private.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::util::{example_json, example_report, ids, Federation, Init, FUR, MRR};
+
+/// adolescence sends minor-risk reports to cuta, cuta sends follow-up requests back.
+fn pair() -> Federation {
+    let fed = Federation::new(&["adolescence", "cuta"]);
+    fed.init(
+        "adolescence",
+        &Init::new()
+            .peer("cuta")
+            .send("cuta", MRR)
+            .receive("cuta", FUR),
+    );
+    fed.init(
+        "cuta",
+        &Init::new()
+            .peer("adolescence")
+            .receive("adolescence", MRR)
+            .send("adolescence", FUR),
+    );
+    fed
+}
+
+fn node_dir(fed: &Federation, node: &str) -> PathBuf {
+    fed.config(node)
+        .parent()
+        .expect("node.toml is in the node directory")
+        .to_path_buf()
+}
+
+/// Every regular file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let e = e.expect("dir entry");
+            let kind = e.file_type().expect("file type");
+            if kind.is_dir() {
+                todo.push(e.path());
+            } else if kind.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn no_subject_identity_in_any_file_of_either_data_directory() {
+    let mut fed = pair();
+    fed.start("adolescence");
+    fed.start("cuta");
+    let mut sent = Vec::new();
+    for _ in 0..3 {
+        sent.push(fed.submit("adolescence", "cuta", MRR, &example_report()));
+    }
+    fed.wait_until("every record is received", || {
+        let got = ids(&fed.inbox_jsonl("cuta"));
+        sent.iter().all(|id| got.contains(id)).then_some(())
+    });
+
+    let subject = &example_json()["body"]["subject"];
+    let needles: Vec<String> = ["given_names", "family_name", "national_register_number"]
+        .iter()
+        .map(|k| {
+            subject[k]
+                .as_str()
+                .expect("example subject field")
+                .to_owned()
+        })
+        .collect();
+    // The record carries the national register number as 11 digits.
+    let digits: String = needles[2].chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(digits.len(), 11);
+    let needles = [needles[0].clone(), needles[1].clone(), digits];
+    // Positive control: the receiver can read the content, so it is really stored there.
+    let config = fed.config("cuta").display().to_string();
+    let shown = fed.pons_ok(&[
+        "inbox",
+        "show",
+        &sent[0],
+        "--config",
+        &config,
+        "--justification",
+        "assessment meeting",
+    ]);
+    for n in &needles {
+        assert!(shown.contains(n.as_str()), "inbox show lacks {n}: {shown}");
+    }
+
+    // Stopped, so sled has written everything it holds.
+    fed.stop_all();
+    for node in ["adolescence", "cuta"] {
+        let data = node_dir(&fed, node).join("data");
+        let all = files(&data);
+        assert!(all.len() > 1, "{node}: no database in {}", data.display());
+        for path in all {
+            let bytes = std::fs::read(&path).expect("read file");
+            for n in &needles {
+                assert!(
+                    !contains(&bytes, n.as_bytes()),
+                    "{node}: {} holds {n:?} in clear",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn master_key_is_made_private_and_a_readable_one_stops_the_node() {
+    let fed = Federation::new(&["cuta"]);
+    fed.init("cuta", &Init::new());
+    let key = node_dir(&fed, "cuta").join("certs/master.key");
+    let mode = std::fs::metadata(&key)
+        .expect("master.key")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "master.key mode {mode:o}");
+    let before = std::fs::read(&key).expect("read master.key");
+    assert_eq!(before.len(), 65, "64 hex digits and a newline");
+
+    // `pons init --force` keeps the key: a new one would make every stored body unreadable.
+    let out = fed.pons(&[
+        "init",
+        "--node-id",
+        "cuta",
+        "--dir",
+        &node_dir(&fed, "cuta").display().to_string(),
+        "--certs",
+        "certs",
+        "--force",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read(&key).expect("read master.key"), before);
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let config = fed.config("cuta").display().to_string();
+    let out = fed.pons(&["node", "run", "--config", &config]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the node started: {stderr}");
+    assert!(
+        stderr.contains("master.key") && stderr.contains("readable by group or others"),
+        "{stderr}"
+    );
+}
