@@ -56,6 +56,159 @@ impl RetentionPolicy {
     }
 }
 
+/// A record's review and erasure dates, as carried by the record (`review_by`, `erase_by`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Deadlines {
+    /// The record must be reviewed by this date (LED art. 5: periodic review).
+    pub review_by: Date,
+    /// The record must be erased on this date at the latest (LED art. 5: time limit).
+    pub erase_by: Date,
+}
+
+/// Why a record may not be shown, exported or sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Restriction {
+    /// Its review date has passed without a review deciding to keep it.
+    ReviewOverdue {
+        /// The review date that passed.
+        review_by: Date,
+    },
+    /// It is under a legal hold (LED art. 16(3): restriction instead of erasure).
+    Held,
+}
+
+impl Restriction {
+    /// The rule, in words, for errors and `pons status`.
+    pub fn rule(&self) -> String {
+        match self {
+            Restriction::ReviewOverdue { review_by } => format!(
+                "restricted: review was due by {review_by} and no review kept it                  (LED art. 5; law of 29 March 2024)"
+            ),
+            Restriction::Held => "restricted: under a legal hold (LED art. 16(3))".into(),
+        }
+    }
+}
+
+/// Why a record is to be erased.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErasureGround {
+    /// Its keep period ended on `erase_by`.
+    KeepPeriodEnded {
+        /// The erasure date that was reached.
+        erase_by: Date,
+    },
+}
+
+impl ErasureGround {
+    /// The ground, in words, for the tombstone journal entry and `pons retention plan`.
+    pub fn rule(&self) -> String {
+        match self {
+            ErasureGround::KeepPeriodEnded { erase_by } => {
+                format!("keep period ended on {erase_by} (LED art. 5, GDPR art. 5(1)(e))")
+            }
+        }
+    }
+}
+
+/// What retention decides for one record on a given day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Decision {
+    /// Nothing is due: the record may be used.
+    Active,
+    /// The record may not be shown, exported or sent, for these reasons (at least one).
+    Restricted(Vec<Restriction>),
+    /// The record is to be erased now.
+    Erase(ErasureGround),
+}
+
+/// What retention decides for a record with `deadlines`, held or not, on `today`.
+///
+/// Rules: a held record is never erased and is restricted (LED art. 16(3)); otherwise a
+/// record is erased from its `erase_by` date on; before that, from the day after
+/// `review_by` it is restricted until a review keeps it. A review is due *by* its date, so
+/// on `review_by` itself the record is still usable.
+pub fn decide(deadlines: Deadlines, held: bool, today: Date) -> Decision {
+    let overdue = today > deadlines.review_by;
+    if held {
+        let mut r = vec![Restriction::Held];
+        if overdue {
+            r.push(Restriction::ReviewOverdue {
+                review_by: deadlines.review_by,
+            });
+        }
+        return Decision::Restricted(r);
+    }
+    if today >= deadlines.erase_by {
+        return Decision::Erase(ErasureGround::KeepPeriodEnded {
+            erase_by: deadlines.erase_by,
+        });
+    }
+    if overdue {
+        return Decision::Restricted(vec![Restriction::ReviewOverdue {
+            review_by: deadlines.review_by,
+        }]);
+    }
+    Decision::Active
+}
+
+/// The outcome of a review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReviewDecision {
+    /// Still necessary: keep it until the next review.
+    Keep,
+    /// No longer necessary: erase it.
+    Erase,
+}
+
+impl ReviewDecision {
+    /// `keep` or `erase`.
+    pub fn parse(s: &str) -> Option<ReviewDecision> {
+        match s {
+            "keep" => Some(ReviewDecision::Keep),
+            "erase" => Some(ReviewDecision::Erase),
+            _ => None,
+        }
+    }
+
+    /// `keep` or `erase`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReviewDecision::Keep => "keep",
+            ReviewDecision::Erase => "erase",
+        }
+    }
+}
+
+/// The deadlines after a review decided on `today` under `policy`.
+///
+/// `keep`: the next review is one review period after today, but never after `erase_by`
+/// (a review does not extend the keep period). `erase`: the record is due for erasure
+/// today (a held record still is not erased: see [`decide`]).
+pub fn after_review(
+    deadlines: Deadlines,
+    policy: &RetentionPolicy,
+    decision: ReviewDecision,
+    today: Date,
+) -> Deadlines {
+    match decision {
+        ReviewDecision::Keep => {
+            let next = today.checked_add(policy.review_every).unwrap_or(Date::MAX);
+            Deadlines {
+                review_by: next.min(deadlines.erase_by),
+                erase_by: deadlines.erase_by,
+            }
+        }
+        ReviewDecision::Erase => Deadlines {
+            review_by: deadlines.review_by.min(today),
+            erase_by: today,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +224,60 @@ mod tests {
             p.review_every <= Duration::days(183),
             "at least twice a year"
         );
+    }
+
+    fn dl(review_by: Date, erase_by: Date) -> Deadlines {
+        Deadlines {
+            review_by,
+            erase_by,
+        }
+    }
+
+    #[test]
+    fn decisions_by_date() {
+        let d = dl(date!(2027 - 05 - 24), date!(2031 - 11 - 22));
+        assert_eq!(decide(d, false, date!(2027 - 05 - 24)), Decision::Active);
+        let overdue = Restriction::ReviewOverdue {
+            review_by: date!(2027 - 05 - 24),
+        };
+        assert_eq!(
+            decide(d, false, date!(2027 - 05 - 25)),
+            Decision::Restricted(vec![overdue.clone()])
+        );
+        assert_eq!(
+            decide(d, false, date!(2031 - 11 - 22)),
+            Decision::Erase(ErasureGround::KeepPeriodEnded {
+                erase_by: date!(2031 - 11 - 22)
+            })
+        );
+        // Held: never erased, always restricted.
+        assert_eq!(
+            decide(d, true, date!(2026 - 12 - 01)),
+            Decision::Restricted(vec![Restriction::Held])
+        );
+        assert_eq!(
+            decide(d, true, date!(2040 - 01 - 01)),
+            Decision::Restricted(vec![Restriction::Held, overdue])
+        );
+    }
+
+    #[test]
+    fn reviews_move_the_review_date_not_the_keep_period() {
+        let p = RetentionPolicy::default_for(ClassName::MinorRiskReport);
+        let d = dl(date!(2027 - 05 - 24), date!(2031 - 11 - 22));
+        let kept = after_review(d, &p, ReviewDecision::Keep, date!(2027 - 06 - 01));
+        assert_eq!(kept, dl(date!(2027 - 11 - 30), date!(2031 - 11 - 22)));
+        assert_eq!(decide(kept, false, date!(2027 - 06 - 02)), Decision::Active);
+        let late = after_review(d, &p, ReviewDecision::Keep, date!(2031 - 10 - 01));
+        assert_eq!(late.review_by, date!(2031 - 11 - 22));
+        let erased = after_review(d, &p, ReviewDecision::Erase, date!(2027 - 01 - 10));
+        assert_eq!(erased, dl(date!(2027 - 01 - 10), date!(2027 - 01 - 10)));
+        assert!(matches!(
+            decide(erased, false, date!(2027 - 01 - 10)),
+            Decision::Erase(_)
+        ));
+        assert_eq!(ReviewDecision::parse("keep"), Some(ReviewDecision::Keep));
+        assert_eq!(ReviewDecision::parse("Keep"), None);
     }
 
     #[test]

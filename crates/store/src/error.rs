@@ -35,6 +35,32 @@ pub enum StoreError {
         /// The record id.
         id: Uuid,
     },
+    /// The record has no retention entry (unknown, erased, or stored before retention).
+    #[error("record {id}: no retention entry (not stored here, or erased)")]
+    NoRetention {
+        /// The record id.
+        id: Uuid,
+    },
+    /// A hold was to be lifted from a record that has none.
+    #[error("record {id}: is not under a legal hold")]
+    NotHeld {
+        /// The record id.
+        id: Uuid,
+    },
+    /// A held record may not be erased.
+    #[error("record {id}: under a legal hold, it is not erased (LED art. 16(3))")]
+    Held {
+        /// The record id.
+        id: Uuid,
+    },
+    /// The caller's check refused the erasure.
+    #[error("record {id}: not erased: {reason}")]
+    EraseRefused {
+        /// The record id.
+        id: Uuid,
+        /// The rule.
+        reason: String,
+    },
     /// A record with this id is already in the outbox.
     #[error("outbox record {id} already exists")]
     OutboxDuplicate {

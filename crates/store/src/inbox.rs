@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use crate::cipher::BodyTree;
 use crate::codec::{self, bytes};
+use crate::retention::{Place, RetentionEntry};
 use crate::{abort, prepare_draft, JournalSeq, Store, StoreError};
+use pons_core::retention::Deadlines;
 
 /// What the receiver knows about a record it accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,9 +101,43 @@ impl Store {
     /// pure function of its argument (signing is). If it fails, nothing is stored. A record
     /// whose id is already in the inbox is refused with [`StoreError::AlreadyReceived`]: the
     /// caller compares digests with [`Store::lookup`] and answers with the stored receipt.
+    ///
+    /// The record gets no retention entry: nodes use [`Store::receive_retained`].
     pub async fn receive<F>(
         &self,
         record: NewInboxRecord,
+        envelope: &[u8],
+        draft: JournalDraft,
+        make_receipt: F,
+    ) -> Result<Received, StoreError>
+    where
+        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
+    {
+        self.receive_inner(record, None, envelope, draft, make_receipt)
+            .await
+    }
+
+    /// [`Store::receive`], and index the record's review and erasure dates (from the
+    /// record) in the same transaction, so that retention finds it.
+    pub async fn receive_retained<F>(
+        &self,
+        record: NewInboxRecord,
+        deadlines: Deadlines,
+        envelope: &[u8],
+        draft: JournalDraft,
+        make_receipt: F,
+    ) -> Result<Received, StoreError>
+    where
+        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
+    {
+        self.receive_inner(record, Some(deadlines), envelope, draft, make_receipt)
+            .await
+    }
+
+    async fn receive_inner<F>(
+        &self,
+        record: NewInboxRecord,
+        deadlines: Option<Deadlines>,
         envelope: &[u8],
         draft: JournalDraft,
         make_receipt: F,
@@ -150,6 +186,17 @@ impl Store {
             tx.put_body(BodyTree::Inbox, id, &body)?;
             tx.inbox_arrival.insert(&arrival_seq.to_be_bytes(), key)?;
             tx.receipts.insert(key, receipt.as_slice())?;
+            if let Some(deadlines) = deadlines {
+                tx.retention_put(&RetentionEntry {
+                    id,
+                    place: Place::Inbox,
+                    class: record.class.clone(),
+                    subject_ref: record.subject_ref.clone(),
+                    counterpart: record.from.clone(),
+                    deadlines,
+                    holds: Vec::new(),
+                })?;
+            }
             Ok(Received {
                 journal_seq: entry.seq,
                 arrival_seq,

@@ -27,6 +27,7 @@ mod feed;
 mod inbox;
 mod journal;
 mod outbox;
+mod retention;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub use error::StoreError;
 pub use feed::{DeadLetter, FeedAdvance};
 pub use inbox::{InboxMeta, InboxRecord, NewInboxRecord, ReceiptContext, Received};
 pub use outbox::{NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, StateKind};
+pub use retention::{Due, Erased, Hold, Place, RetentionEntry};
 
 /// Sequence number of a journal entry.
 pub type JournalSeq = u64;
@@ -109,6 +111,8 @@ struct Trees {
     meta: sled::Tree,
     feed: sled::Tree,
     body_keys: sled::Tree,
+    retention: sled::Tree,
+    deadlines: sled::Tree,
 }
 
 /// The trees as seen inside one transaction.
@@ -125,6 +129,10 @@ pub(crate) struct Tx<'a> {
     pub(crate) feed: &'a TransactionalTree,
     /// Wrapped data keys of encrypted bodies, by tree tag and record id.
     pub(crate) body_keys: &'a TransactionalTree,
+    /// Retention entries by record id (see [`retention`]).
+    pub(crate) retention: &'a TransactionalTree,
+    /// The index of review dates, erasure dates and holds (see [`retention`]).
+    pub(crate) deadlines: &'a TransactionalTree,
 }
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -212,6 +220,8 @@ impl Store {
             meta: db.open_tree("meta")?,
             feed: db.open_tree("feed")?,
             body_keys: db.open_tree("body_keys")?,
+            retention: db.open_tree("retention")?,
+            deadlines: db.open_tree("deadlines")?,
         };
         let db_file = match options.durability {
             Durability::Flush => None,
@@ -292,8 +302,10 @@ impl Store {
             &t.meta,
             &t.feed,
             &t.body_keys,
+            &t.retention,
+            &t.deadlines,
         )
-            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd, bk)| {
+            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd, bk, rt, dl)| {
                 f(&Tx {
                     outbox: ob,
                     outbox_body: obb,
@@ -306,6 +318,8 @@ impl Store {
                     meta: mt,
                     feed: fd,
                     body_keys: bk,
+                    retention: rt,
+                    deadlines: dl,
                 })
             });
         let value = match result {
@@ -481,7 +495,6 @@ impl Tx<'_> {
 
     /// Erase the body of record `id` in `tree`: its wrapped data key and its ciphertext, in
     /// this transaction. Returns whether there was a body.
-    #[allow(dead_code)] // used by the retention sweep
     pub(crate) fn erase_body(&self, tree: cipher::BodyTree, id: Uuid) -> TxResult<bool> {
         let bodies = match tree {
             cipher::BodyTree::Outbox => self.outbox_body,

@@ -16,7 +16,9 @@ use uuid::Uuid;
 
 use crate::cipher::BodyTree;
 use crate::codec::{self, bytes};
+use crate::retention::{Place, RetentionEntry};
 use crate::{abort, prepare_draft, JournalSeq, Store, StoreError};
+use pons_core::retention::Deadlines;
 
 /// What the caller knows about a record when it submits it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,9 +148,34 @@ impl Store {
     /// transaction, and return the entry's sequence number once it is durable.
     ///
     /// The caller may hand out the record id only after this returns `Ok`.
+    ///
+    /// The record gets no retention entry: nodes use [`Store::submit_retained`].
     pub async fn submit(
         &self,
         record: NewOutboxRecord,
+        envelope: &[u8],
+        draft: JournalDraft,
+    ) -> Result<JournalSeq, StoreError> {
+        self.submit_inner(record, None, envelope, draft).await
+    }
+
+    /// [`Store::submit`], and index the record's review and erasure dates (from the record)
+    /// in the same transaction, so that retention finds it.
+    pub async fn submit_retained(
+        &self,
+        record: NewOutboxRecord,
+        deadlines: Deadlines,
+        envelope: &[u8],
+        draft: JournalDraft,
+    ) -> Result<JournalSeq, StoreError> {
+        self.submit_inner(record, Some(deadlines), envelope, draft)
+            .await
+    }
+
+    async fn submit_inner(
+        &self,
+        record: NewOutboxRecord,
+        deadlines: Option<Deadlines>,
         envelope: &[u8],
         draft: JournalDraft,
     ) -> Result<JournalSeq, StoreError> {
@@ -183,6 +210,17 @@ impl Store {
             tx.outbox.insert(key, value)?;
             tx.put_body(BodyTree::Outbox, id, &body)?;
             tx.outbox_pending.insert(key, to.as_slice())?;
+            if let Some(deadlines) = deadlines {
+                tx.retention_put(&RetentionEntry {
+                    id,
+                    place: Place::Outbox,
+                    class: record.class.clone(),
+                    subject_ref: record.subject_ref.clone(),
+                    counterpart: record.to.clone(),
+                    deadlines,
+                    holds: Vec::new(),
+                })?;
+            }
             Ok(entry.seq)
         })?;
         self.durable(ticket).await?;

@@ -7,5 +7,6 @@ mod store {
     pub mod inbox;
     pub mod journal;
     pub mod outbox;
+    pub mod retention;
     pub mod util;
 }

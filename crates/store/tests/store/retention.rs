@@ -1,0 +1,224 @@
+//! Retention state: deadlines indexed by date, legal holds, reviews and erasure, each with
+//! its journal entry in the same transaction.
+
+use pons_core::journal::Operation;
+use pons_core::retention::Deadlines;
+use pons_store::{Due, Hold, Place, StoreError};
+use time::macros::date;
+use time::Date;
+
+use super::util::{draft, id, incoming, journal, now, open, outgoing, receipt_for};
+
+fn dl(review_by: Date, erase_by: Date) -> Deadlines {
+    Deadlines {
+        review_by,
+        erase_by,
+    }
+}
+
+fn env(n: u64) -> Vec<u8> {
+    format!("envelope-{n}").into_bytes()
+}
+
+fn hold(reason: &str) -> Hold {
+    Hold {
+        reason: reason.into(),
+        by: "dpo1".into(),
+        at: now(),
+    }
+}
+
+async fn fill(store: &pons_store::Store) {
+    // Outbox: 1, 2, 3 with review dates in March, January, February.
+    for (n, review) in [
+        (1, date!(2027 - 03 - 01)),
+        (2, date!(2027 - 01 - 01)),
+        (3, date!(2027 - 02 - 01)),
+    ] {
+        store
+            .submit_retained(
+                outgoing(n, "cuta"),
+                dl(review, date!(2031 - 01 - 01)),
+                &env(n),
+                draft(Operation::Collect),
+            )
+            .await
+            .expect("submit");
+    }
+    // Inbox: 4 and 5, erasure on 2027-06-01 and 2032-01-01.
+    for (n, erase) in [(4, date!(2027 - 06 - 01)), (5, date!(2032 - 01 - 01))] {
+        store
+            .receive_retained(
+                incoming(n, "vaa"),
+                dl(date!(2027 - 05 - 01), erase),
+                &env(n),
+                draft(Operation::Receive),
+                receipt_for,
+            )
+            .await
+            .expect("receive");
+    }
+}
+
+#[tokio::test]
+async fn deadlines_are_found_by_date_in_date_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    fill(&store).await;
+    // A record submitted without deadlines has no retention entry.
+    store
+        .submit(outgoing(9, "cuta"), &env(9), draft(Operation::Collect))
+        .await
+        .expect("submit");
+    assert!(store.retention_get(id(9)).unwrap().is_none());
+
+    assert!(store
+        .due(Due::Review, date!(2026 - 12 - 31))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.due(Due::Review, date!(2027 - 02 - 01)).unwrap(),
+        vec![id(2), id(3)]
+    );
+    assert_eq!(
+        store.due(Due::Review, date!(2027 - 12 - 31)).unwrap(),
+        vec![id(2), id(3), id(1), id(4), id(5)]
+    );
+    assert_eq!(
+        store.due(Due::Erase, date!(2027 - 06 - 01)).unwrap(),
+        vec![id(4)]
+    );
+    let e = store.retention_get(id(4)).unwrap().expect("entry");
+    assert_eq!(e.place, Place::Inbox);
+    assert_eq!(e.counterpart.as_str(), "vaa");
+    assert_eq!(e.subject_ref.as_deref(), Some("subj-4"));
+    // Reopened, the index is still there.
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.due(Due::Erase, date!(2031 - 01 - 01)).unwrap(),
+        vec![id(4), id(1), id(2), id(3)]
+    );
+}
+
+#[tokio::test]
+async fn holds_and_reviews_are_journaled_and_reindexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    fill(&store).await;
+    let seq = store
+        .hold_add(id(2), hold("court case 2026/123"), draft(Operation::Hold))
+        .await
+        .expect("hold");
+    assert_eq!(store.held().unwrap(), vec![id(2)]);
+    let last = journal(&store).pop().expect("entry");
+    assert_eq!((last.seq, last.operation), (seq, Operation::Hold));
+    assert_eq!(last.record_id, Some(id(2)));
+    assert_eq!(last.subject_ref.as_deref(), Some("subj-2"));
+    // The wrong operation is refused and changes nothing.
+    let err = store
+        .hold_add(id(3), hold("x"), draft(Operation::Review))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WrongOperation { .. }), "{err}");
+    assert_eq!(store.held().unwrap(), vec![id(2)]);
+
+    store
+        .hold_remove(id(2), draft(Operation::Hold))
+        .await
+        .expect("lift");
+    assert!(store.held().unwrap().is_empty());
+    let err = store
+        .hold_remove(id(2), draft(Operation::Hold))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotHeld { .. }), "{err}");
+
+    let before = journal(&store).len();
+    store
+        .review(
+            id(2),
+            dl(date!(2027 - 07 - 01), date!(2031 - 01 - 01)),
+            draft(Operation::Review),
+        )
+        .await
+        .expect("review");
+    assert_eq!(journal(&store).len(), before + 1);
+    assert_eq!(
+        store.due(Due::Review, date!(2027 - 02 - 01)).unwrap(),
+        vec![id(3)],
+        "the old review date is no longer indexed"
+    );
+    assert_eq!(
+        store.due(Due::Review, date!(2027 - 07 - 01)).unwrap(),
+        vec![id(3), id(1), id(4), id(5), id(2)]
+    );
+    let err = store
+        .review(
+            id(77),
+            dl(now().date(), now().date()),
+            draft(Operation::Review),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoRetention { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn erasure_removes_key_body_and_index_with_a_tombstone_but_not_while_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    fill(&store).await;
+    store
+        .hold_add(id(1), hold("inquiry"), draft(Operation::Hold))
+        .await
+        .expect("hold");
+    let before = journal(&store).len();
+    let err = store
+        .erase(id(1), draft(Operation::Erase), |_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Held { .. }), "{err}");
+    let err = store
+        .erase(id(3), draft(Operation::Erase), |_| Err("not due".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::EraseRefused { .. }), "{err}");
+    assert_eq!(journal(&store).len(), before, "a refusal writes nothing");
+    assert_eq!(store.outbox_envelope(id(1)).unwrap(), Some(env(1)));
+
+    let erased = store
+        .erase(id(3), draft(Operation::Erase), |_| Ok(()))
+        .await
+        .expect("erase outbox record");
+    assert_eq!(erased.entry.place, Place::Outbox);
+    let tomb = journal(&store).pop().expect("entry");
+    assert_eq!(tomb.seq, erased.journal_seq);
+    assert_eq!(tomb.operation, Operation::Erase);
+    assert_eq!(tomb.record_id, Some(id(3)));
+    assert_eq!(tomb.class.as_deref(), Some("minor-risk-report"));
+    assert_eq!(tomb.subject_ref.as_deref(), Some("subj-3"));
+    assert_eq!(store.outbox_envelope(id(3)).unwrap(), None);
+    assert!(store.retention_get(id(3)).unwrap().is_none());
+    assert!(!store.pending().unwrap().iter().any(|(i, _)| *i == id(3)));
+    assert!(store.outbox_get(id(3)).unwrap().is_some(), "metadata stays");
+    assert!(!store.due(Due::Erase, Date::MAX).unwrap().contains(&id(3)));
+
+    store
+        .erase(id(4), draft(Operation::Erase), |_| Ok(()))
+        .await
+        .expect("erase inbox record");
+    assert_eq!(store.inbox_envelope(id(4)).unwrap(), None);
+    assert_eq!(store.inbox_envelope(id(5)).unwrap(), Some(env(5)));
+    let err = store
+        .erase(id(4), draft(Operation::Erase), |_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoRetention { .. }), "{err}");
+    store.verify_journal().expect("journal verifies");
+
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.inbox_envelope(id(4)).unwrap(), None);
+    assert_eq!(store.outbox_envelope(id(1)).unwrap(), Some(env(1)));
+}
