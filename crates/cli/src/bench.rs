@@ -15,6 +15,8 @@
 //! on Linux), so no polling interval limits the latencies; the poll that notices the end
 //! (every 50 ms) bounds nothing but the CPU and disk figures' window.
 
+mod feed;
+mod journal;
 mod limits;
 mod measure;
 
@@ -40,13 +42,15 @@ use crate::exit::{Outcome, ResultExt};
 use crate::flags::{BenchArgs, InitArgs};
 use crate::pki::make_dev_federation;
 
+use feed::{FeedRates, SINKS};
+use journal::JournalRates;
 use limits::Limits;
 use measure::{percentiles, Percentiles, Usage};
 
 const SAMPLE_REPORT: &str = include_str!("../../../config/examples/minor-risk-report.json");
 
 /// Give up when no record is delivered for this long.
-const STALL: Duration = Duration::from_secs(60);
+pub(crate) const STALL: Duration = Duration::from_secs(60);
 
 /// How often the end of the run is checked.
 const POLL: Duration = Duration::from_millis(50);
@@ -98,6 +102,11 @@ pub struct BenchReport {
     pub data_dir_bytes_per_record: f64,
     /// Peak RSS of the process (both nodes and the clients), bytes.
     pub peak_rss_bytes: u64,
+    /// The receiving node's feed: each sink's rate over the first (at most 500) records
+    /// received, measured during the exchange.
+    pub feed: FeedRates,
+    /// The audit journal's append and verification rates, measured in the same run.
+    pub journal: JournalRates,
     /// The machine's limits, measured in the same run.
     pub limits: Limits,
     /// The rate each limit would allow, and the ratio to the one that binds.
@@ -194,8 +203,12 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         c.storage.sync = true;
         Ok(c)
     };
+    // The receiving node hands every record to one sink of each kind that needs no
+    // outside server; their rates are measured during the exchange.
+    feed::configure(&c_path, dir)?;
     let (a_conf, c_conf) = (load(&a_path)?, load(&c_path)?);
     let a_sock = a_conf.control_socket();
+    let c_sock = c_conf.control_socket();
     let data_dirs = [a_conf.data_dir.clone(), c_conf.data_dir.clone()];
 
     let report = padded_report(args.size)?;
@@ -206,7 +219,7 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let measured = runtime.block_on(async {
         let (a_stop, a_task) = start(a_conf).await?;
         let (c_stop, c_task) = start(c_conf).await?;
-        let result = drive(&a_sock, &report, args).await;
+        let result = drive(&a_sock, &c_sock, &report, args).await;
         let _ = a_stop.send(());
         let _ = c_stop.send(());
         for task in [a_task, c_task] {
@@ -218,12 +231,14 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     })?;
     drop(runtime);
 
+    let journal = journal::measure(dir, args.journal_entries)?;
     let limits = limits::measure(dir, args.size)?;
     let data_bytes: u64 = data_dirs.iter().map(|d| measure::dir_size(d)).sum();
     Ok(summarise(
         args,
         report.len(),
         measured,
+        journal,
         limits,
         data_bytes,
         SigningAlgorithm::Ed25519,
@@ -237,6 +252,7 @@ struct Measured {
     submit_ms: Vec<f64>,
     before: Usage,
     after: Usage,
+    feed: FeedRates,
 }
 
 type NodeTask = tokio::task::JoinHandle<Result<(), pons_node::daemon::NodeError>>;
@@ -267,11 +283,19 @@ async fn start(config: Config) -> anyhow::Result<(oneshot::Sender<()>, NodeTask)
 }
 
 /// Warms the connection up, submits every record, waits for every receipt.
-async fn drive(socket: &Path, report: &str, args: &BenchArgs) -> anyhow::Result<Measured> {
+async fn drive(
+    socket: &Path,
+    receiver: &Path,
+    report: &str,
+    args: &BenchArgs,
+) -> anyhow::Result<Measured> {
     // One record first, not measured: the QUIC connection and the stores' first writes.
     let warm = submit(socket, report, usize::MAX).await?;
     wait_delivered(socket, 1).await?;
     drop(warm);
+    // The receiver's sinks: the warm-up record is arrival 1, the measured ones 2..=N+1;
+    // the sinks are timed over the first FEED_RECORDS of them.
+    let feeds = feed::watch(receiver, (args.records as u64).min(feed::FEED_RECORDS) + 1);
 
     let before = Usage::now()?;
     let clock = Instant::now();
@@ -299,6 +323,7 @@ async fn drive(socket: &Path, report: &str, args: &BenchArgs) -> anyhow::Result<
     wait_delivered(socket, args.records + 1).await?;
     let after = Usage::now()?;
     let wall = clock.elapsed();
+    let feed = feeds.finish(receiver).await?;
 
     let delivered = delivered_times(socket).await?;
     let first = submitted
@@ -326,6 +351,7 @@ async fn drive(socket: &Path, report: &str, args: &BenchArgs) -> anyhow::Result<
         submit_ms,
         before,
         after,
+        feed,
     })
 }
 
@@ -464,6 +490,7 @@ fn summarise(
     args: &BenchArgs,
     report_bytes: usize,
     mut m: Measured,
+    journal: JournalRates,
     limits: Limits,
     data_bytes: u64,
     algorithm: SigningAlgorithm,
@@ -503,6 +530,8 @@ fn summarise(
         disk_write_bytes_per_record: disk,
         data_dir_bytes_per_record: data_bytes as f64 / n,
         peak_rss_bytes: m.after.peak_rss,
+        feed: m.feed,
+        journal,
         limits,
         bounds: Bounds {
             crypto_records_per_s: crypto,
@@ -555,6 +584,39 @@ fn print_table(r: &BenchReport, dir: &Path) {
     println!(
         "  peak RSS (both nodes)      {:>12.1} MiB",
         r.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!();
+    println!(
+        "feed at the receiver (records/s over the first {} received, to the sink's cursor; {} sinks at once)",
+        (r.records as u64).min(feed::FEED_RECORDS),
+        SINKS.len()
+    );
+    for (name, rate) in r.feed.rates() {
+        println!(
+            "  {name:<26} {:>12.0}   ({:.2} of the exchange)",
+            rate,
+            rate / r.records_per_s
+        );
+    }
+    let j = &r.journal;
+    println!();
+    println!("journal (one store, fdatasync per durable call)");
+    println!(
+        "  append, one call per entry {:>12.0} entries/s",
+        j.append_per_s
+    );
+    println!(
+        "  append, {} per call      {:>12.0} entries/s",
+        journal::BATCH,
+        j.append_batch_1000_per_s
+    );
+    println!(
+        "  verify, store ({} entries) {:>9.0} entries/s",
+        j.verified_entries, j.verify_store_per_s
+    );
+    println!(
+        "  verify_chain, in memory    {:>12.0} entries/s",
+        j.verify_chain_memory_per_s
     );
     println!();
     println!("machine limits (one core, one file)");

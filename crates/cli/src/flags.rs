@@ -84,6 +84,9 @@ pub struct BenchArgs {
     /// file system measured (default: the system's temporary directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// How many entries the journal measurement appends, then verifies.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub journal_entries: usize,
 }
 
 /// `pons feed`: reads when no subcommand is given.

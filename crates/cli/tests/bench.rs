@@ -20,7 +20,16 @@ fn number(v: &Value, path: &str) -> f64 {
 #[test]
 fn bench_json_has_every_figure() {
     let out = Command::new(env!("CARGO_BIN_EXE_pons"))
-        .args(["bench", "--records", "20", "--concurrency", "4", "--json"])
+        .args([
+            "bench",
+            "--records",
+            "20",
+            "--concurrency",
+            "4",
+            "--journal-entries",
+            "3000",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -48,6 +57,13 @@ fn bench_json_has_every_figure() {
         "bounds.crypto_records_per_s",
         "bounds.group_64_records_per_s",
         "bounds.ratio",
+        "feed.spool_records_per_s",
+        "feed.exec_records_per_s",
+        "feed.stream_records_per_s",
+        "journal.append_per_s",
+        "journal.append_batch_1000_per_s",
+        "journal.verify_store_per_s",
+        "journal.verify_chain_memory_per_s",
     ] {
         assert!(number(&v, key) > 0.0, "{key} is not positive: {v:#}");
     }
@@ -61,6 +77,12 @@ fn bench_json_has_every_figure() {
     assert!(
         0.0 <= p50 && p50 <= p90 && p90 <= p99 && p99 <= max,
         "{lat}"
+    );
+    // Every entry appended (single calls, then whole batches of 1000) was verified.
+    assert!(
+        number(&v, "journal.verified_entries") >= 3000.0,
+        "{}",
+        v["journal"]
     );
     assert!(["crypto", "group-64"].contains(&v["bounds"]["binding"].as_str().unwrap()));
     // write_bytes is absent where the kernel does not account it; never a wrong type.
