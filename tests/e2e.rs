@@ -18,5 +18,7 @@ mod feed;
 mod hostile;
 #[path = "e2e/journal.rs"]
 mod journal;
+#[path = "e2e/paths.rs"]
+mod paths;
 #[path = "e2e/protection.rs"]
 mod protection;
