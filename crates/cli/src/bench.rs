@@ -103,8 +103,8 @@ pub struct BenchReport {
     /// Peak RSS of the process (both nodes and the clients), bytes.
     pub peak_rss_bytes: u64,
     /// The receiving node's feed: each sink's rate over the first (at most 500) records
-    /// received, measured during the exchange.
-    pub feed: FeedRates,
+    /// received, measured during the exchange; null with `--no-feed`.
+    pub feed: Option<FeedRates>,
     /// The audit journal's append and verification rates, measured in the same run.
     pub journal: JournalRates,
     /// The machine's limits, measured in the same run.
@@ -205,7 +205,9 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     };
     // The receiving node hands every record to one sink of each kind that needs no
     // outside server; their rates are measured during the exchange.
-    feed::configure(&c_path, dir)?;
+    if !args.no_feed {
+        feed::configure(&c_path, dir)?;
+    }
     let (a_conf, c_conf) = (load(&a_path)?, load(&c_path)?);
     let a_sock = a_conf.control_socket();
     let c_sock = c_conf.control_socket();
@@ -252,7 +254,7 @@ struct Measured {
     submit_ms: Vec<f64>,
     before: Usage,
     after: Usage,
-    feed: FeedRates,
+    feed: Option<FeedRates>,
 }
 
 type NodeTask = tokio::task::JoinHandle<Result<(), pons_node::daemon::NodeError>>;
@@ -295,7 +297,8 @@ async fn drive(
     drop(warm);
     // The receiver's sinks: the warm-up record is arrival 1, the measured ones 2..=N+1;
     // the sinks are timed over the first FEED_RECORDS of them.
-    let feeds = feed::watch(receiver, (args.records as u64).min(feed::FEED_RECORDS) + 1);
+    let feeds = (!args.no_feed)
+        .then(|| feed::watch(receiver, (args.records as u64).min(feed::FEED_RECORDS) + 1));
 
     let before = Usage::now()?;
     let clock = Instant::now();
@@ -323,7 +326,10 @@ async fn drive(
     wait_delivered(socket, args.records + 1).await?;
     let after = Usage::now()?;
     let wall = clock.elapsed();
-    let feed = feeds.finish(receiver).await?;
+    let feed = match feeds {
+        Some(f) => Some(f.finish(receiver).await?),
+        None => None,
+    };
 
     let delivered = delivered_times(socket).await?;
     let first = submitted
@@ -546,7 +552,6 @@ fn summarise(
 
 fn print_table(r: &BenchReport, dir: &Path) {
     let l = &r.limits;
-    let b = &r.bounds;
     println!(
         "pons bench: {} records of ~{} bytes ({} bytes of report JSON), {} clients, {}, durable (fdatasync)",
         r.records, r.size, r.report_bytes, r.concurrency, r.algorithm
@@ -585,20 +590,30 @@ fn print_table(r: &BenchReport, dir: &Path) {
         "  peak RSS (both nodes)      {:>12.1} MiB",
         r.peak_rss_bytes as f64 / (1024.0 * 1024.0)
     );
+    if let Some(feed) = &r.feed {
+        print_feed(r, feed);
+    }
+    print_journal(&r.journal);
+    print_limits(r);
+}
+
+fn print_feed(r: &BenchReport, feed: &FeedRates) {
     println!();
     println!(
         "feed at the receiver (records/s over the first {} received, to the sink's cursor; {} sinks at once)",
         (r.records as u64).min(feed::FEED_RECORDS),
         SINKS.len()
     );
-    for (name, rate) in r.feed.rates() {
+    for (name, rate) in feed.rates() {
         println!(
             "  {name:<26} {:>12.0}   ({:.2} of the exchange)",
             rate,
             rate / r.records_per_s
         );
     }
-    let j = &r.journal;
+}
+
+fn print_journal(j: &JournalRates) {
     println!();
     println!("journal (one store, fdatasync per durable call)");
     println!(
@@ -618,6 +633,11 @@ fn print_table(r: &BenchReport, dir: &Path) {
         "  verify_chain, in memory    {:>12.0} entries/s",
         j.verify_chain_memory_per_s
     );
+}
+
+fn print_limits(r: &BenchReport) {
+    let l = &r.limits;
+    let b = &r.bounds;
     println!();
     println!("machine limits (one core, one file)");
     println!(

@@ -60,6 +60,15 @@ pub enum Command {
     /// The Data Protection Officer's report (role dpo; journaled).
     #[command(subcommand)]
     Dpo(DpoCommand),
+    /// Legal holds (role operator or dpo): a held record is restricted and never erased.
+    #[command(subcommand)]
+    Hold(crate::retention::HoldCommand),
+    /// Review a record (role dpo or operator): keep it until the next review, or erase it.
+    Review(crate::retention::ReviewArgs),
+    /// Retention (role operator or dpo): plan (what would be erased or restricted, and
+    /// why; changes nothing) and sweep (erase what is due).
+    #[command(subcommand)]
+    Retention(crate::retention::RetentionCommand),
     /// Measure the exchange end to end (two nodes in this process, durable as in
     /// production) against this machine's signature and fdatasync limits.
     Bench(BenchArgs),
@@ -87,6 +96,9 @@ pub struct BenchArgs {
     /// How many entries the journal measurement appends, then verifies.
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub journal_entries: usize,
+    /// Configure no sink on the receiving node (the exchange alone, for comparison).
+    #[arg(long)]
+    pub no_feed: bool,
 }
 
 /// `pons feed`: reads when no subcommand is given.
