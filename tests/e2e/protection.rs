@@ -154,3 +154,106 @@ fn master_key_is_made_private_and_a_readable_one_stops_the_node() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_held_record_is_restricted_on_the_command_line_until_the_hold_is_lifted() {
+    let mut fed = pair();
+    fed.start("adolescence");
+    fed.start("cuta");
+    let id = fed.submit("adolescence", "cuta", MRR, &example_report());
+    fed.wait_until("the record is received", || {
+        ids(&fed.inbox_jsonl("cuta")).contains(&id).then_some(())
+    });
+    let config = fed.config("cuta").display().to_string();
+    let show = [
+        "inbox",
+        "show",
+        &id,
+        "--config",
+        &config,
+        "--justification",
+        "assessment",
+    ];
+    let export = [
+        "record",
+        "export",
+        &id,
+        "--config",
+        &config,
+        "--format",
+        "json",
+        "--justification",
+        "court",
+    ];
+    fed.pons_ok(&show);
+
+    fed.pons_ok(&[
+        "hold",
+        "add",
+        &id,
+        "--reason",
+        "inquiry 2026/77",
+        "--config",
+        &config,
+    ]);
+    for args in [&show[..], &export[..]] {
+        let out = fed.pons(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{}: {stderr}", args.join(" "));
+        assert!(stderr.contains("legal hold"), "{stderr}");
+    }
+    let status = fed.pons_ok(&["status", "--config", &config]);
+    assert!(
+        status.contains("restricted records (1)") && status.contains(&id),
+        "{status}"
+    );
+    let plan = fed.pons_ok(&["retention", "plan", "--config", &config]);
+    let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan is JSON");
+    assert_eq!(plan["restricted"][0]["id"], id.as_str(), "{plan}");
+    assert_eq!(plan["restricted"][0]["held"], true, "{plan}");
+
+    fed.pons_ok(&[
+        "hold",
+        "remove",
+        &id,
+        "--reason",
+        "inquiry closed",
+        "--config",
+        &config,
+    ]);
+    fed.pons_ok(&show);
+    let kept = fed.pons_ok(&[
+        "review",
+        &id,
+        "--decision",
+        "keep",
+        "--justification",
+        "assessment still open",
+        "--config",
+        &config,
+    ]);
+    let kept: serde_json::Value = serde_json::from_str(&kept).expect("review is JSON");
+    assert_eq!(kept["decision"], "keep", "{kept}");
+    let status = fed.pons_ok(&["status", "--config", &config]);
+    assert!(!status.contains("restricted records"), "{status}");
+    let swept = fed.pons_ok(&["retention", "sweep", "--config", &config]);
+    let swept: serde_json::Value = serde_json::from_str(&swept).expect("sweep is JSON");
+    assert_eq!(
+        swept["erased"],
+        serde_json::json!([]),
+        "nothing is due: {swept}"
+    );
+
+    fed.stop_all();
+    let store = fed.store("cuta");
+    let ops: Vec<_> = crate::util::journal(&store)
+        .into_iter()
+        .filter(|e| e.record_id.map(|r| r.to_string()) == Some(id.clone()))
+        .map(|e| e.operation.as_str())
+        .collect();
+    assert_eq!(
+        ops,
+        ["receive", "consult", "hold", "hold", "consult", "review"],
+        "journal of {id}"
+    );
+}

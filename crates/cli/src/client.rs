@@ -213,6 +213,7 @@ pub fn status(args: &ConfigArg) -> Outcome {
     }
     print_table(&rows);
     crate::feed::print_status(&body["feed"]);
+    crate::retention::print_restricted(&body["restricted"]);
     Ok(())
 }
 

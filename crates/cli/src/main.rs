@@ -16,6 +16,7 @@ mod journal;
 mod node;
 mod pki;
 mod record;
+mod retention;
 
 use flags::{Cli, Command};
 
@@ -35,6 +36,9 @@ fn main() -> ExitCode {
         Command::Pki(cmd) => pki::run(cmd),
         Command::Journal(cmd) => journal::run(cmd),
         Command::Dpo(cmd) => dpo::run(cmd),
+        Command::Hold(cmd) => retention::hold(cmd),
+        Command::Review(args) => retention::review(args),
+        Command::Retention(cmd) => retention::run(cmd),
         Command::Bench(args) => bench::run(&args),
     };
     match outcome {

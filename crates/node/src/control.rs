@@ -131,6 +131,29 @@ pub enum Request {
         /// Why the caller reads the journal.
         justification: String,
     },
+    /// Place (`add`) or lift a legal hold on a record (role operator or dpo; journaled as
+    /// `hold`). A held record is restricted and never erased.
+    Hold {
+        /// The record id.
+        id: String,
+        /// Why (e.g. a case reference).
+        reason: String,
+        /// Place the hold (`true`) or lift it.
+        add: bool,
+    },
+    /// Review a record: `keep` or `erase` (role dpo or operator; journaled as `review`).
+    Review {
+        /// The record id.
+        id: String,
+        /// `keep` or `erase`.
+        decision: String,
+        /// Why.
+        justification: String,
+    },
+    /// What a retention sweep would erase and what is restricted, and why; changes nothing.
+    RetentionPlan,
+    /// Erase every record due for erasure now (journaled as `erase`, one tombstone each).
+    RetentionSweep,
 }
 
 /// The answer to a request.

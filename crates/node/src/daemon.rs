@@ -194,6 +194,9 @@ pub async fn run(
         Arc::new(crate::journal::LinkPeers::new(checkpoint_links)),
     ));
 
+    // Retention: records past their erasure date are erased (LED art. 5).
+    let sweep_task = tokio::spawn(crate::retention::sweep_loop(runtime.clone()));
+
     // Everything not yet delivered or rejected resumes: nothing acknowledged is lost.
     let pending = runtime.pending().map_err(|source| NodeError::Store {
         path: db_dir.clone(),
@@ -235,6 +238,7 @@ pub async fn run(
     // No new control requests; in-flight deliveries finish or are retried after restart.
     control_task.abort();
     checkpoint_task.abort();
+    sweep_task.abort();
     let _ = std::fs::remove_file(&socket);
     let drivers = links
         .drivers

@@ -114,6 +114,13 @@ impl Runtime {
         }
     }
 
+    /// Queues record `id` for delivery to `peer`, if the network is up.
+    pub(crate) fn enqueue(&self, peer: &NodeId, id: Uuid) {
+        if let Some(links) = self.links.get() {
+            links.enqueue(peer, id);
+        }
+    }
+
     /// Connects the runtime to the feed, woken by each record received.
     pub fn set_feed(&self, feed: Arc<crate::feed::Feed>) {
         let _ = self.feed.set(feed);
@@ -284,8 +291,13 @@ impl Runtime {
             created: record.created,
             subject_ref: Some(record.subject_ref.to_hex()),
         };
+        // LED art. 5: the record's own review and erasure dates are indexed with it.
+        let deadlines = pons_core::retention::Deadlines {
+            review_by: record.review_by,
+            erase_by: record.erase_by,
+        };
         self.store
-            .submit(meta, &envelope, journal)
+            .submit_retained(meta, deadlines, &envelope, journal)
             .await
             .map_err(|e| Response::runtime(format!("cannot store the record: {e}")))?;
         // Durable: from here on the record id may be handed out.
@@ -417,6 +429,10 @@ impl Runtime {
         journal.purpose = Some(record.purpose.clone());
         journal.justification = Some(record.justification.clone());
         journal.legal_basis = Some(record.legal_basis.clone());
+        let deadlines = pons_core::retention::Deadlines {
+            review_by: record.review_by,
+            erase_by: record.erase_by,
+        };
         let sender = peer.node.clone();
         let receiver = self.node().clone();
         let signer = &self.signer;
@@ -424,7 +440,7 @@ impl Runtime {
         // transaction: the record is never durable without its receipt.
         let made = self
             .store
-            .receive(meta, envelope, journal, |ctx| {
+            .receive_retained(meta, deadlines, envelope, journal, |ctx| {
                 Receipt {
                     v: pons_core::receipt::RECEIPT_VERSION,
                     receiver: receiver.clone(),
@@ -624,6 +640,11 @@ impl Runtime {
             Ok(Some(r)) if r.state.is_open() => {}
             _ => return None,
         }
+        // A restricted record is not sent; lifting the restriction queues it again.
+        if let Err(rule) = self.check_usable(id) {
+            tracing::info!(record = %id, %rule, "not sent");
+            return None;
+        }
         if let Err(e) = self.store.record_attempt(id) {
             tracing::warn!(record = %id, error = %e, "cannot count a delivery attempt");
         }
@@ -713,6 +734,9 @@ impl Runtime {
                 "justification: required to consult a record (LED art. 25)",
                 vec![],
             ));
+        }
+        if let Err(rule) = self.check_usable(id) {
+            return Err(Response::invalid(format!("record {id}: {rule}"), vec![]));
         }
         let (meta, envelope) = match (
             self.store.inbox_get(id).map_err(runtime)?,
@@ -819,6 +843,7 @@ impl Runtime {
             "inbox": self.store.inbox_list(usize::MAX).map(|v| v.len()).unwrap_or(0),
             "peers": out,
             "feed": self.feed.get().map(|f| f.status(self)),
+            "restricted": self.restricted_summary(),
         }))
     }
 }
@@ -882,6 +907,14 @@ impl Handler for Runtime {
                 self.dpo_report(&caller, since.as_deref(), until.as_deref(), &justification)
                     .await
             }
+            Request::Hold { id, reason, add } => self.hold(&caller, &id, &reason, add).await,
+            Request::Review {
+                id,
+                decision,
+                justification,
+            } => self.review(&caller, &id, &decision, &justification).await,
+            Request::RetentionPlan => self.retention_plan(&caller).await,
+            Request::RetentionSweep => self.retention_sweep(&caller).await,
         };
         match result {
             Ok(body) => Response::ok(body),

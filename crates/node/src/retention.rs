@@ -1,0 +1,653 @@
+//! Retention carried out: restriction checks, legal holds, reviews, and the erasure plan and
+//! sweep. The rules are [`pons_core::retention`]'s; the facts are in the store; this module
+//! applies one to the other with the runtime's clock and journals every change.
+//!
+//! Legal sources: LED 2016/680 art. 5 (time limits for erasure or periodic review), art. 16
+//! (erasure, and restriction instead of erasure where the data must be kept as evidence),
+//! GDPR art. 5(1)(e), the Belgian law of 29 March 2024 (review at least twice a year).
+
+use pons_core::journal::{JournalDraft, Operation, Outcome};
+use pons_core::retention::{after_review, decide, Decision, RetentionPolicy, ReviewDecision};
+use pons_core::ClassName;
+use pons_store::{Due, Hold, Place, RetentionEntry, StoreError};
+use serde_json::json;
+use time::Date;
+use uuid::Uuid;
+
+use crate::config::Role;
+use crate::control::{Caller, Response};
+use crate::runtime::Runtime;
+
+type Refused = Response;
+
+/// Why a record may not be used today, in words, or `None` if it may.
+///
+/// A record past its erasure date but not yet swept is refused as well: it is no longer
+/// lawfully kept.
+pub fn restriction(entry: &RetentionEntry, today: Date) -> Option<String> {
+    match decide(entry.deadlines, entry.held(), today) {
+        Decision::Active => None,
+        Decision::Restricted(r) => Some(r.iter().map(|r| r.rule()).collect::<Vec<_>>().join("; ")),
+        Decision::Erase(ground) => Some(format!("due for erasure: {}", ground.rule())),
+        _ => Some("restricted by a retention rule this node does not know".into()),
+    }
+}
+
+fn runtime_err(e: StoreError) -> Refused {
+    Response::runtime(e.to_string())
+}
+
+fn require(caller: &Caller, roles: &[Role], what: &str) -> Result<(), Refused> {
+    if caller.has_any(roles) {
+        return Ok(());
+    }
+    let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+    Err(Response::invalid(
+        format!(
+            "{what} needs the role {}: user {} (uid {}) has none of them",
+            names.join(" or "),
+            caller.user,
+            caller.uid
+        ),
+        vec![],
+    ))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, Refused> {
+    pons_core::RecordId::parse(id)
+        .map(|r| *r.as_uuid())
+        .map_err(|e| Response::invalid(format!("record id {id:?}: {e}"), vec![]))
+}
+
+fn non_empty(field: &str, value: &str) -> Result<(), Refused> {
+    if value.trim().is_empty() {
+        return Err(Response::invalid(
+            format!("{field}: required and must not be blank"),
+            vec![],
+        ));
+    }
+    Ok(())
+}
+
+fn policy_of(class: &str) -> Option<RetentionPolicy> {
+    ClassName::parse(class)
+        .ok()
+        .map(RetentionPolicy::default_for)
+}
+
+impl Runtime {
+    fn today(&self) -> Date {
+        self.now().date()
+    }
+
+    fn retention_draft(&self, caller: &Caller, op: Operation) -> JournalDraft {
+        let mut d = JournalDraft::new(
+            self.now(),
+            self.node().clone(),
+            &caller.user,
+            op,
+            Outcome::Success,
+        );
+        d.role = caller.roles.iter().next().map(|r| r.to_string());
+        d
+    }
+
+    fn entry(&self, id: Uuid) -> Result<RetentionEntry, Refused> {
+        self.store
+            .retention_get(id)
+            .map_err(runtime_err)?
+            .ok_or_else(|| {
+                Response::invalid(
+                    format!("record {id}: has no retention entry on this node (unknown or erased)"),
+                    vec![],
+                )
+            })
+    }
+
+    /// `Err(rule)` if record `id` may not be shown, exported or sent today.
+    pub fn check_usable(&self, id: Uuid) -> Result<(), String> {
+        match self.store.retention_get(id) {
+            Ok(Some(entry)) => match restriction(&entry, self.today()) {
+                None => Ok(()),
+                Some(rule) => Err(rule),
+            },
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("cannot read its retention entry: {e}")),
+        }
+    }
+
+    /// After a change that may lift a restriction: a waiting outbox record goes back in
+    /// its peer's queue (the driver dropped it while it was restricted).
+    fn requeue(&self, entry: &RetentionEntry) {
+        if entry.place != Place::Outbox || self.check_usable(entry.id).is_err() {
+            return;
+        }
+        if let Ok(Some(r)) = self.store.outbox_get(entry.id) {
+            if r.state.is_open() {
+                self.enqueue(&r.to, entry.id);
+            }
+        }
+    }
+
+    /// `pons hold add|remove`: roles operator or dpo; journaled as `hold`.
+    pub async fn hold(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: &str,
+        add: bool,
+    ) -> Result<serde_json::Value, Refused> {
+        require(caller, &[Role::Operator, Role::Dpo], "hold")?;
+        let id = parse_id(id)?;
+        non_empty("reason", reason)?;
+        let entry = self.entry(id)?;
+        let mut draft = self.retention_draft(caller, Operation::Hold);
+        draft.justification = Some(reason.to_owned());
+        draft.purpose = Some(if add {
+            "legal hold placed: restricted, not erased (LED art. 16(3))".into()
+        } else {
+            "legal hold lifted".into()
+        });
+        let seq = if add {
+            let hold = Hold {
+                reason: reason.to_owned(),
+                by: caller.user.clone(),
+                at: self.now(),
+            };
+            self.store.hold_add(id, hold, draft).await
+        } else {
+            self.store.hold_remove(id, draft).await
+        };
+        let seq = seq.map_err(|e| match e {
+            StoreError::NotHeld { .. } => Response::invalid(e.to_string(), vec![]),
+            e => runtime_err(e),
+        })?;
+        if !add {
+            self.requeue(&entry);
+        }
+        Ok(json!({ "id": id, "held": add, "journal_seq": seq }))
+    }
+
+    /// `pons review`: roles dpo or operator; journaled as `review`. `keep` moves the review
+    /// date one review period past today; `erase` makes the record due for erasure today.
+    pub async fn review(
+        &self,
+        caller: &Caller,
+        id: &str,
+        decision: &str,
+        justification: &str,
+    ) -> Result<serde_json::Value, Refused> {
+        require(caller, &[Role::Dpo, Role::Operator], "review")?;
+        let id = parse_id(id)?;
+        let decision = ReviewDecision::parse(decision).ok_or_else(|| {
+            Response::invalid(
+                format!("decision: {decision:?} is not keep or erase"),
+                vec![],
+            )
+        })?;
+        non_empty("justification", justification)?;
+        let entry = self.entry(id)?;
+        let policy = policy_of(&entry.class).ok_or_else(|| {
+            Response::invalid(
+                format!("record {id}: class {} has no retention policy", entry.class),
+                vec![],
+            )
+        })?;
+        let today = self.today();
+        let deadlines = after_review(entry.deadlines, &policy, decision, today);
+        let mut draft = self.retention_draft(caller, Operation::Review);
+        draft.justification = Some(justification.to_owned());
+        draft.purpose = Some(format!("review: {}", decision.as_str()));
+        let seq = self
+            .store
+            .review(id, deadlines, draft)
+            .await
+            .map_err(runtime_err)?;
+        self.requeue(&entry);
+        Ok(json!({
+            "id": id,
+            "decision": decision.as_str(),
+            "review_by": deadlines.review_by.to_string(),
+            "erase_by": deadlines.erase_by.to_string(),
+            "journal_seq": seq,
+        }))
+    }
+
+    /// What retention decides today for every record that is due or held, read from the
+    /// index (the cost is what is due, not the size of the store).
+    fn due_today(&self) -> Result<Vec<(RetentionEntry, Decision)>, StoreError> {
+        let today = self.today();
+        let mut ids = self.store.due(Due::Review, today)?;
+        ids.extend(self.store.due(Due::Erase, today)?);
+        ids.extend(self.store.held()?);
+        ids.sort();
+        ids.dedup();
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(entry) = self.store.retention_get(id)? {
+                let d = decide(entry.deadlines, entry.held(), today);
+                if d != Decision::Active {
+                    out.push((entry, d));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The restricted records, for `pons status`: id, place and rule.
+    pub fn restricted_summary(&self) -> serde_json::Value {
+        let today = self.today();
+        match self.due_today() {
+            Ok(list) => json!(list
+                .iter()
+                .map(|(e, _)| json!({
+                    "id": e.id,
+                    "place": e.place.as_str(),
+                    "class": e.class,
+                    "rule": restriction(e, today),
+                }))
+                .collect::<Vec<_>>()),
+            Err(e) => json!({ "error": e.to_string() }),
+        }
+    }
+
+    /// `pons retention plan`: what a sweep would erase, and what is restricted, with why.
+    /// Changes nothing and journals nothing (it reads no content).
+    pub async fn retention_plan(&self, caller: &Caller) -> Result<serde_json::Value, Refused> {
+        require(caller, &[Role::Operator, Role::Dpo], "retention plan")?;
+        let today = self.today();
+        let list = self.due_today().map_err(runtime_err)?;
+        let (mut erase, mut restricted) = (Vec::new(), Vec::new());
+        for (e, d) in &list {
+            let row = json!({
+                "id": e.id,
+                "place": e.place.as_str(),
+                "class": e.class,
+                "counterpart": e.counterpart,
+                "review_by": e.deadlines.review_by.to_string(),
+                "erase_by": e.deadlines.erase_by.to_string(),
+                "held": e.held(),
+            });
+            match d {
+                Decision::Erase(ground) => {
+                    let mut row = row;
+                    row["ground"] = json!(ground.rule());
+                    erase.push(row);
+                }
+                _ => {
+                    let mut row = row;
+                    row["rule"] = json!(restriction(e, today));
+                    restricted.push(row);
+                }
+            }
+        }
+        Ok(json!({ "date": today.to_string(), "erase": erase, "restricted": restricted }))
+    }
+
+    /// `pons retention sweep`: erase every record due for erasure today, each in one
+    /// transaction with its tombstone `erase` entry. A record held or reviewed since the
+    /// plan was read is re-decided inside the transaction and left alone.
+    pub async fn retention_sweep(&self, caller: &Caller) -> Result<serde_json::Value, Refused> {
+        require(caller, &[Role::Operator, Role::Dpo], "retention sweep")?;
+        self.sweep(
+            &caller.user,
+            caller.roles.iter().next().map(|r| r.to_string()),
+        )
+        .await
+        .map_err(runtime_err)
+    }
+
+    /// Erase what is due today; `actor` is the caller, or `system` for the scheduler.
+    pub async fn sweep(
+        &self,
+        actor: &str,
+        role: Option<String>,
+    ) -> Result<serde_json::Value, StoreError> {
+        let today = self.today();
+        let mut erased = Vec::new();
+        let mut skipped = Vec::new();
+        for id in self.store.due(Due::Erase, today)? {
+            let Some(entry) = self.store.retention_get(id)? else {
+                continue;
+            };
+            let Decision::Erase(ground) = decide(entry.deadlines, entry.held(), today) else {
+                continue;
+            };
+            let mut draft = JournalDraft::new(
+                self.now(),
+                self.node().clone(),
+                actor,
+                Operation::Erase,
+                Outcome::Success,
+            );
+            draft.role = role.clone();
+            draft.justification = Some(ground.rule());
+            draft.purpose = Some("retention: erasure".into());
+            let check = |e: &RetentionEntry| match decide(e.deadlines, e.held(), today) {
+                Decision::Erase(_) => Ok(()),
+                _ => Err("no longer due for erasure".to_owned()),
+            };
+            match self.store.erase(id, draft, check).await {
+                Ok(done) => erased.push(json!({
+                    "id": id,
+                    "place": done.entry.place.as_str(),
+                    "class": done.entry.class,
+                    "ground": ground.rule(),
+                    "journal_seq": done.journal_seq,
+                })),
+                Err(e @ (StoreError::Held { .. } | StoreError::EraseRefused { .. })) => {
+                    skipped.push(json!({ "id": id, "reason": e.to_string() }))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !erased.is_empty() {
+            tracing::info!(erased = erased.len(), "retention sweep");
+        }
+        Ok(json!({ "date": today.to_string(), "erased": erased, "skipped": skipped }))
+    }
+}
+
+/// How often the daemon sweeps. Deadlines are dates, so an hourly sweep erases a record
+/// within an hour of the day it falls due.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The daemon's scheduled sweep: once at start, then every [`SWEEP_EVERY`], as actor
+/// `system`. A failed sweep is logged and tried again at the next tick; a sweep cut short
+/// (crash, stop) leaves no half-erased record, since each erasure is one transaction, and the
+/// next sweep finds the rest in the index.
+pub async fn sweep_loop(rt: std::sync::Arc<Runtime>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = rt.sweep(pons_core::journal::SYSTEM_ACTOR, None).await {
+            tracing::error!(error = %e, "retention sweep failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two runtimes in one process with an injected clock: deadlines, reviews, holds,
+    //! restriction of showing and sending, and the sweep, without sockets or sleeps.
+
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+
+    use pons_core::{NodeId, SpiffeId, Trust};
+    use pons_pki::devca::DevCa;
+    use pons_pki::KeyAlgorithm;
+    use pons_proto::Frame;
+    use pons_store::{Options, Store};
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+    use crate::control::{Handler, Request};
+    use crate::runtime::Clock;
+
+    const MRR: &str = "minor-risk-report";
+
+    fn config(node: &str, peer: &str, send: &str, receive: &str) -> String {
+        format!(
+            r#"
+node_id = "{node}"
+federation = "pons.example"
+listen = "127.0.0.1:7444"
+data_dir = "data"
+[tls]
+ca = "ca.pem"
+cert = "tls.pem"
+key = "tls.key"
+[signing]
+cert = "sign.pem"
+key = "sign.key"
+[[peer]]
+node_id = "{peer}"
+address = "127.0.0.1:7445"
+send = [{send}]
+receive = [{receive}]
+"#
+        )
+    }
+
+    struct Node {
+        rt: Runtime,
+    }
+
+    fn node(ca: &DevCa, node: &str, cfg: String, dir: &Path, clock: Clock) -> Node {
+        let now = clock();
+        let issued = ca.issue(&NodeId::new(node).unwrap(), now).unwrap();
+        let signer = issued.identity(now).unwrap().signer().unwrap();
+        let trust = Trust::new(
+            "pons.example",
+            &[ca.certificate().as_ref()],
+            &[] as &[&[u8]],
+        )
+        .unwrap();
+        let config = crate::Config::parse(&cfg, &dir.join("node.toml")).unwrap();
+        let mut options = Options::default();
+        options.master_key = Some(pons_store::MasterKey::from_bytes(&[9; 32]).unwrap());
+        let store = Store::open(dir.join(node), options).unwrap();
+        let key = pons_core::pseudonym::PseudonymKey::from_bytes(&[7; 32]).unwrap();
+        Node {
+            rt: Runtime::new(config, store, signer, trust, key, clock),
+        }
+    }
+
+    fn caller(roles: &[Role]) -> Caller {
+        Caller {
+            uid: 1000,
+            user: "dpo1".into(),
+            roles: roles.iter().copied().collect(),
+        }
+    }
+
+    fn everyone() -> Caller {
+        caller(&[Role::Caseworker, Role::Dpo, Role::Operator])
+    }
+
+    fn report() -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/examples/minor-risk-report.json");
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    async fn ok(rt: &Runtime, request: Request) -> serde_json::Value {
+        match rt.handle(everyone(), request).await {
+            Response::Ok { body } => body,
+            Response::Err { message, .. } => panic!("refused: {message}"),
+        }
+    }
+
+    async fn refused(rt: &Runtime, request: Request) -> (u8, String) {
+        match rt.handle(everyone(), request).await {
+            Response::Ok { body } => panic!("accepted: {body}"),
+            Response::Err { code, message, .. } => (code, message),
+        }
+    }
+
+    fn show(id: Uuid) -> Request {
+        Request::InboxShow {
+            id: id.to_string(),
+            justification: "assessment".into(),
+        }
+    }
+
+    fn hold(id: Uuid, add: bool) -> Request {
+        Request::Hold {
+            id: id.to_string(),
+            reason: "inquiry 2026/77".into(),
+            add,
+        }
+    }
+
+    fn spiffe(node: &str) -> SpiffeId {
+        SpiffeId {
+            federation: "pons.example".into(),
+            node: NodeId::new(node).unwrap(),
+        }
+    }
+
+    fn ops(rt: &Runtime) -> Vec<(Operation, Option<Uuid>)> {
+        rt.store
+            .journal_iter(0)
+            .map(|e| e.map(|e| (e.operation, e.record_id)).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn deadlines_holds_reviews_and_the_sweep_over_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = OffsetDateTime::now_utc();
+        let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, start).unwrap();
+        let now = Arc::new(Mutex::new(start));
+        let clock: Clock = {
+            let now = now.clone();
+            Arc::new(move || *now.lock().unwrap())
+        };
+        let set = |t: OffsetDateTime| *now.lock().unwrap() = t;
+        let quote = format!("{MRR:?}");
+        let a = node(
+            &ca,
+            "adolescence",
+            config("adolescence", "cuta", &quote, ""),
+            &dir.path().join("a"),
+            clock.clone(),
+        );
+        let c = node(
+            &ca,
+            "cuta",
+            config("cuta", "adolescence", "", &quote),
+            &dir.path().join("c"),
+            clock.clone(),
+        );
+
+        // Sent and received: both sides index the record's own dates.
+        let id = *a
+            .rt
+            .submit(&everyone(), "cuta", MRR, &report(), None, None)
+            .await
+            .unwrap()
+            .as_uuid();
+        let envelope = a.rt.envelope(id).expect("the record waits to be sent");
+        let frame = c.rt.deliver(&spiffe("adolescence"), envelope).await;
+        assert!(matches!(frame, Frame::Receipt { .. }), "{frame:?}");
+        let entry = c.rt.store.retention_get(id).unwrap().expect("indexed");
+        assert_eq!(entry.place, Place::Inbox);
+        assert_eq!(
+            a.rt.store.retention_get(id).unwrap().unwrap().deadlines,
+            entry.deadlines
+        );
+        let review_by = entry.deadlines.review_by;
+        let erase_by = entry.deadlines.erase_by;
+        assert_eq!(review_by, start.date() + Duration::days(182));
+        ok(&c.rt, show(id)).await;
+
+        // A hold restricts: not shown, not exported, not sent; listed by status and plan.
+        ok(&c.rt, hold(id, true)).await;
+        let (code, msg) = refused(&c.rt, show(id)).await;
+        assert_eq!(code, 2);
+        assert!(msg.contains("legal hold"), "{msg}");
+        let export = Request::RecordExport {
+            id: id.to_string(),
+            format: "json".into(),
+            justification: "court".into(),
+        };
+        let (code, msg) = refused(&c.rt, export.clone()).await;
+        assert!(code == 2 && msg.contains("legal hold"), "{msg}");
+        let status = ok(&c.rt, Request::Status).await;
+        assert_eq!(status["restricted"][0]["id"], id.to_string(), "{status}");
+        let plan = ok(&c.rt, Request::RetentionPlan).await;
+        assert_eq!(plan["restricted"].as_array().unwrap().len(), 1, "{plan}");
+        assert!(plan["erase"].as_array().unwrap().is_empty(), "{plan}");
+        ok(&a.rt, hold(id, true)).await;
+        assert!(a.rt.envelope(id).is_none(), "a held record is not sent");
+        ok(&a.rt, hold(id, false)).await;
+        assert!(a.rt.envelope(id).is_some(), "lifted, it is sent again");
+        let (code, msg) = refused(&a.rt, hold(id, false)).await;
+        assert!(code == 2 && msg.contains("not under a legal hold"), "{msg}");
+        // Only operator or dpo may hold.
+        let r =
+            c.rt.handle(caller(&[Role::Caseworker]), hold(id, false))
+                .await;
+        assert!(matches!(r, Response::Err { code: 2, .. }), "{r:?}");
+        ok(&c.rt, hold(id, false)).await;
+        ok(&c.rt, export).await;
+
+        // On its review date it is still usable; the day after, restricted until reviewed.
+        set(start.replace_date(review_by));
+        ok(&c.rt, show(id)).await;
+        set(start.replace_date(review_by + Duration::days(1)));
+        let (code, msg) = refused(&c.rt, show(id)).await;
+        assert!(code == 2 && msg.contains("review was due by"), "{msg}");
+        assert!(a.rt.envelope(id).is_none(), "overdue for review: not sent");
+        let status = ok(&c.rt, Request::Status).await;
+        assert_eq!(status["restricted"].as_array().unwrap().len(), 1);
+        let review = |decision: &str| Request::Review {
+            id: id.to_string(),
+            decision: decision.into(),
+            justification: "still needed for the assessment".into(),
+        };
+        let kept = ok(&c.rt, review("keep")).await;
+        let next = review_by + Duration::days(1) + Duration::days(182);
+        assert_eq!(kept["review_by"], next.to_string(), "{kept}");
+        ok(&c.rt, show(id)).await;
+        let status = ok(&c.rt, Request::Status).await;
+        assert!(status["restricted"].as_array().unwrap().is_empty());
+        let (code, _) = refused(&c.rt, review("maybe")).await;
+        assert_eq!(code, 2);
+
+        // At the end of the keep period: a held record is not erased; released, it is,
+        // with a tombstone; the content is gone, the record's trace stays.
+        ok(&c.rt, hold(id, true)).await;
+        set(start.replace_date(erase_by));
+        let plan = ok(&c.rt, Request::RetentionPlan).await;
+        assert!(plan["erase"].as_array().unwrap().is_empty(), "{plan}");
+        let swept = ok(&c.rt, Request::RetentionSweep).await;
+        assert!(swept["erased"].as_array().unwrap().is_empty(), "{swept}");
+        assert!(c.rt.store.inbox_envelope(id).unwrap().is_some());
+        ok(&c.rt, hold(id, false)).await;
+        let journal_before = ops(&c.rt).len();
+        let plan = ok(&c.rt, Request::RetentionPlan).await;
+        assert_eq!(plan["erase"][0]["id"], id.to_string(), "{plan}");
+        assert_eq!(ops(&c.rt).len(), journal_before, "a plan changes nothing");
+        let swept = ok(&c.rt, Request::RetentionSweep).await;
+        assert_eq!(swept["erased"][0]["id"], id.to_string(), "{swept}");
+        assert_eq!(ops(&c.rt).last(), Some(&(Operation::Erase, Some(id))));
+        assert!(c.rt.store.inbox_envelope(id).unwrap().is_none());
+        assert!(c.rt.store.inbox_get(id).unwrap().is_some());
+        let (code, _) = refused(&c.rt, show(id)).await;
+        assert_eq!(code, 2);
+        let swept = ok(&c.rt, Request::RetentionSweep).await;
+        assert!(
+            swept["erased"].as_array().unwrap().is_empty(),
+            "sweeps are idempotent"
+        );
+        c.rt.store.verify_journal().unwrap();
+
+        // The sender's copy: a review decides to erase it now.
+        set(start + Duration::days(1));
+        let erase = Request::Review {
+            id: id.to_string(),
+            decision: "erase".into(),
+            justification: "no longer necessary".into(),
+        };
+        ok(&a.rt, erase).await;
+        let swept = ok(&a.rt, Request::RetentionSweep).await;
+        assert_eq!(swept["erased"][0]["place"], "outbox", "{swept}");
+        assert!(a.rt.store.outbox_envelope(id).unwrap().is_none());
+        assert!(a.rt.envelope(id).is_none());
+        let kinds: Vec<_> = ops(&a.rt).into_iter().map(|(o, _)| o).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                Operation::Collect,
+                Operation::Hold,
+                Operation::Hold,
+                Operation::Review,
+                Operation::Erase
+            ]
+        );
+    }
+}
