@@ -16,6 +16,9 @@ pub struct RetentionPolicy {
     pub review_every: Duration,
     /// A record is erased this long after its creation at the latest.
     pub keep_for: Duration,
+    /// A record whose review is overdue by more than this is erased: not reviewed means
+    /// not shown to be necessary (LED art. 5).
+    pub review_grace: Duration,
 }
 
 impl RetentionPolicy {
@@ -28,22 +31,27 @@ impl RetentionPolicy {
             ClassName::MinorRiskReport => RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(5 * 365),
+                review_grace: days(30),
             },
             ClassName::ProtectionFile => RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(10 * 365),
+                review_grace: days(30),
             },
             ClassName::FollowUpRequest => RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(2 * 365),
+                review_grace: days(30),
             },
             ClassName::Rectification => RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(5 * 365),
+                review_grace: days(30),
             },
             ClassName::ErasureNotice => RetentionPolicy {
                 review_every: days(365),
                 keep_for: days(3 * 365),
+                review_grace: days(30),
             },
         }
     }
@@ -99,6 +107,13 @@ pub enum ErasureGround {
         /// The erasure date that was reached.
         erase_by: Date,
     },
+    /// Its review was due by `review_by` and is overdue by more than the grace period.
+    ReviewOverdue {
+        /// The review date that passed.
+        review_by: Date,
+        /// The grace period, in days.
+        grace_days: i64,
+    },
 }
 
 impl ErasureGround {
@@ -108,6 +123,13 @@ impl ErasureGround {
             ErasureGround::KeepPeriodEnded { erase_by } => {
                 format!("keep period ended on {erase_by} (LED art. 5, GDPR art. 5(1)(e))")
             }
+            ErasureGround::ReviewOverdue {
+                review_by,
+                grace_days,
+            } => format!(
+                "review was due by {review_by} and is overdue by more than {grace_days} days \
+                 (LED art. 5; law of 29 March 2024)"
+            ),
         }
     }
 }
@@ -124,13 +146,15 @@ pub enum Decision {
     Erase(ErasureGround),
 }
 
-/// What retention decides for a record with `deadlines`, held or not, on `today`.
+/// What retention decides for a record with `deadlines`, held or not, on `today`, when a
+/// review overdue by more than `review_grace` means erasure.
 ///
 /// Rules: a held record is never erased and is restricted (LED art. 16(3)); otherwise a
-/// record is erased from its `erase_by` date on; before that, from the day after
-/// `review_by` it is restricted until a review keeps it. A review is due *by* its date, so
-/// on `review_by` itself the record is still usable.
-pub fn decide(deadlines: Deadlines, held: bool, today: Date) -> Decision {
+/// record is erased from its `erase_by` date on, or once its review is overdue by more than
+/// the grace period; before that, from the day after `review_by` it is restricted until a
+/// review keeps it. A review is due *by* its date, so on `review_by` itself the record is
+/// still usable.
+pub fn decide(deadlines: Deadlines, held: bool, today: Date, review_grace: Duration) -> Decision {
     let overdue = today > deadlines.review_by;
     if held {
         let mut r = vec![Restriction::Held];
@@ -144,6 +168,16 @@ pub fn decide(deadlines: Deadlines, held: bool, today: Date) -> Decision {
     if today >= deadlines.erase_by {
         return Decision::Erase(ErasureGround::KeepPeriodEnded {
             erase_by: deadlines.erase_by,
+        });
+    }
+    let grace_end = deadlines
+        .review_by
+        .checked_add(review_grace)
+        .unwrap_or(Date::MAX);
+    if today > grace_end {
+        return Decision::Erase(ErasureGround::ReviewOverdue {
+            review_by: deadlines.review_by,
+            grace_days: review_grace.whole_days(),
         });
     }
     if overdue {
@@ -226,6 +260,8 @@ mod tests {
         );
     }
 
+    const G: Duration = Duration::days(30);
+
     fn dl(review_by: Date, erase_by: Date) -> Deadlines {
         Deadlines {
             review_by,
@@ -236,27 +272,39 @@ mod tests {
     #[test]
     fn decisions_by_date() {
         let d = dl(date!(2027 - 05 - 24), date!(2031 - 11 - 22));
-        assert_eq!(decide(d, false, date!(2027 - 05 - 24)), Decision::Active);
+        assert_eq!(decide(d, false, date!(2027 - 05 - 24), G), Decision::Active);
         let overdue = Restriction::ReviewOverdue {
             review_by: date!(2027 - 05 - 24),
         };
         assert_eq!(
-            decide(d, false, date!(2027 - 05 - 25)),
+            decide(d, false, date!(2027 - 05 - 25), G),
             Decision::Restricted(vec![overdue.clone()])
         );
         assert_eq!(
-            decide(d, false, date!(2031 - 11 - 22)),
+            decide(d, false, date!(2031 - 11 - 22), Duration::MAX),
             Decision::Erase(ErasureGround::KeepPeriodEnded {
                 erase_by: date!(2031 - 11 - 22)
             })
         );
+        // Overdue by the grace period: restricted; by more: erased.
+        assert!(matches!(
+            decide(d, false, date!(2027 - 06 - 23), G),
+            Decision::Restricted(_)
+        ));
+        assert_eq!(
+            decide(d, false, date!(2027 - 06 - 24), G),
+            Decision::Erase(ErasureGround::ReviewOverdue {
+                review_by: date!(2027 - 05 - 24),
+                grace_days: 30
+            })
+        );
         // Held: never erased, always restricted.
         assert_eq!(
-            decide(d, true, date!(2026 - 12 - 01)),
+            decide(d, true, date!(2026 - 12 - 01), G),
             Decision::Restricted(vec![Restriction::Held])
         );
         assert_eq!(
-            decide(d, true, date!(2040 - 01 - 01)),
+            decide(d, true, date!(2040 - 01 - 01), G),
             Decision::Restricted(vec![Restriction::Held, overdue])
         );
     }
@@ -267,13 +315,16 @@ mod tests {
         let d = dl(date!(2027 - 05 - 24), date!(2031 - 11 - 22));
         let kept = after_review(d, &p, ReviewDecision::Keep, date!(2027 - 06 - 01));
         assert_eq!(kept, dl(date!(2027 - 11 - 30), date!(2031 - 11 - 22)));
-        assert_eq!(decide(kept, false, date!(2027 - 06 - 02)), Decision::Active);
+        assert_eq!(
+            decide(kept, false, date!(2027 - 06 - 02), G),
+            Decision::Active
+        );
         let late = after_review(d, &p, ReviewDecision::Keep, date!(2031 - 10 - 01));
         assert_eq!(late.review_by, date!(2031 - 11 - 22));
         let erased = after_review(d, &p, ReviewDecision::Erase, date!(2027 - 01 - 10));
         assert_eq!(erased, dl(date!(2027 - 01 - 10), date!(2027 - 01 - 10)));
         assert!(matches!(
-            decide(erased, false, date!(2027 - 01 - 10)),
+            decide(erased, false, date!(2027 - 01 - 10), G),
             Decision::Erase(_)
         ));
         assert_eq!(ReviewDecision::parse("keep"), Some(ReviewDecision::Keep));
@@ -285,6 +336,7 @@ mod tests {
         let p = RetentionPolicy {
             review_every: Duration::days(30),
             keep_for: Duration::days(10),
+            review_grace: Duration::days(30),
         };
         let (review, erase) = p.deadlines(date!(2026 - 01 - 01));
         assert_eq!(review, erase);

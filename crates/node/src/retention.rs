@@ -25,12 +25,19 @@ type Refused = Response;
 /// A record past its erasure date but not yet swept is refused as well: it is no longer
 /// lawfully kept.
 pub fn restriction(entry: &RetentionEntry, today: Date) -> Option<String> {
-    match decide(entry.deadlines, entry.held(), today) {
+    match decide_entry(entry, today) {
         Decision::Active => None,
         Decision::Restricted(r) => Some(r.iter().map(|r| r.rule()).collect::<Vec<_>>().join("; ")),
         Decision::Erase(ground) => Some(format!("due for erasure: {}", ground.rule())),
         _ => Some("restricted by a retention rule this node does not know".into()),
     }
+}
+
+/// [`decide`] for a stored record, with its class's review grace period (none for a class
+/// this node has no policy for: such a record is only erased at its `erase_by`).
+pub fn decide_entry(entry: &RetentionEntry, today: Date) -> Decision {
+    let grace = policy_of(&entry.class).map_or(time::Duration::MAX, |p| p.review_grace);
+    decide(entry.deadlines, entry.held(), today, grace)
 }
 
 fn runtime_err(e: StoreError) -> Refused {
@@ -225,7 +232,7 @@ impl Runtime {
         let mut out = Vec::new();
         for id in ids {
             if let Some(entry) = self.store.retention_get(id)? {
-                let d = decide(entry.deadlines, entry.held(), today);
+                let d = decide_entry(&entry, today);
                 if d != Decision::Active {
                     out.push((entry, d));
                 }
@@ -306,11 +313,17 @@ impl Runtime {
         let today = self.today();
         let mut erased = Vec::new();
         let mut skipped = Vec::new();
-        for id in self.store.due(Due::Erase, today)? {
+        // Overdue reviews may be past their grace period: they are few (each is restricted
+        // until reviewed or erased), so reading them keeps the sweep's cost what is due.
+        let mut ids = self.store.due(Due::Erase, today)?;
+        ids.extend(self.store.due(Due::Review, today)?);
+        ids.sort();
+        ids.dedup();
+        for id in ids {
             let Some(entry) = self.store.retention_get(id)? else {
                 continue;
             };
-            let Decision::Erase(ground) = decide(entry.deadlines, entry.held(), today) else {
+            let Decision::Erase(ground) = decide_entry(&entry, today) else {
                 continue;
             };
             let mut draft = JournalDraft::new(
@@ -323,7 +336,7 @@ impl Runtime {
             draft.role = role.clone();
             draft.justification = Some(ground.rule());
             draft.purpose = Some("retention: erasure".into());
-            let check = |e: &RetentionEntry| match decide(e.deadlines, e.held(), today) {
+            let check = |e: &RetentionEntry| match decide_entry(e, today) {
                 Decision::Erase(_) => Ok(()),
                 _ => Err("no longer due for erasure".to_owned()),
             };
@@ -584,13 +597,18 @@ receive = [{receive}]
         assert!(a.rt.envelope(id).is_none(), "overdue for review: not sent");
         let status = ok(&c.rt, Request::Status).await;
         assert_eq!(status["restricted"].as_array().unwrap().len(), 1);
+        // Not reviewed within the grace period: due for erasure (a late review still keeps it).
+        set(start.replace_date(review_by + Duration::days(31)));
+        let plan = ok(&a.rt, Request::RetentionPlan).await;
+        let ground = plan["erase"][0]["ground"].as_str().unwrap_or_default();
+        assert!(ground.contains("overdue by more than 30 days"), "{plan}");
         let review = |decision: &str| Request::Review {
             id: id.to_string(),
             decision: decision.into(),
             justification: "still needed for the assessment".into(),
         };
         let kept = ok(&c.rt, review("keep")).await;
-        let next = review_by + Duration::days(1) + Duration::days(182);
+        let next = review_by + Duration::days(31) + Duration::days(182);
         assert_eq!(kept["review_by"], next.to_string(), "{kept}");
         ok(&c.rt, show(id)).await;
         let status = ok(&c.rt, Request::Status).await;
