@@ -222,3 +222,160 @@ async fn erasure_removes_key_body_and_index_with_a_tombstone_but_not_while_held(
     assert_eq!(store.inbox_envelope(id(4)).unwrap(), None);
     assert_eq!(store.outbox_envelope(id(1)).unwrap(), Some(env(1)));
 }
+
+const SWEEP_CHILD_ENV: &str = "PONS_STORE_SWEEP_CHILD_DIR";
+const SWEEP_RECORDS: u64 = 1500;
+const SWEEP_HELD: u64 = 10;
+const SWEEP_KILL_AFTER: usize = 50;
+
+fn sweep_day() -> Date {
+    date!(2027 - 01 - 01)
+}
+
+/// Entry point of the child process of the next test; does nothing unless
+/// `SWEEP_CHILD_ENV` names a directory. Erases what is due, printing each id once erased.
+#[test]
+fn sweep_child_eraser() {
+    use std::io::Write;
+    let Ok(dir) = std::env::var(SWEEP_CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let store = open(std::path::Path::new(&dir));
+        let mut out = std::io::stdout().lock();
+        for rid in store.due(Due::Erase, sweep_day()).expect("due") {
+            match store.erase(rid, draft(Operation::Erase), |_| Ok(())).await {
+                Ok(_) => {
+                    writeln!(out, "ERASED {rid}").expect("stdout");
+                    out.flush().expect("stdout");
+                }
+                Err(StoreError::Held { .. }) => {}
+                Err(e) => panic!("erase {rid}: {e}"),
+            }
+        }
+    });
+}
+
+/// A sweep killed with SIGKILL part-way leaves every record either whole or erased (never a
+/// body without its key, nor a record erased without its tombstone), and a second sweep
+/// erases the rest.
+#[tokio::test]
+async fn a_sweep_killed_mid_way_leaves_no_half_erased_record_and_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        for n in 1..=SWEEP_RECORDS {
+            store
+                .submit_retained(
+                    outgoing(n, "cuta"),
+                    dl(date!(2026 - 12 - 01), sweep_day()),
+                    &env(n),
+                    draft(Operation::Collect),
+                )
+                .await
+                .expect("submit");
+        }
+        for n in 1..=SWEEP_HELD {
+            store
+                .hold_add(id(n * 7), hold("inquiry"), draft(Operation::Hold))
+                .await
+                .expect("hold");
+        }
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "store::retention::sweep_child_eraser",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SWEEP_CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut erased = std::collections::BTreeSet::new();
+    while erased.len() < SWEEP_KILL_AFTER {
+        let line = lines
+            .next()
+            .expect("child ended before erasing enough records")
+            .expect("read child stdout");
+        if let Some(rid) = line.strip_prefix("ERASED ") {
+            erased.insert(uuid::Uuid::parse_str(rid).expect("uuid"));
+        }
+    }
+    child.kill().expect("kill child");
+    for line in lines {
+        let Ok(line) = line else { break };
+        if let Some(rid) = line.strip_prefix("ERASED ") {
+            erased.insert(uuid::Uuid::parse_str(rid).expect("uuid"));
+        }
+    }
+    assert!(
+        !child.wait().expect("wait").success(),
+        "the child was killed"
+    );
+
+    let store = open(dir.path());
+    store
+        .verify_journal()
+        .expect("journal verifies after the kill");
+    let tombstones: std::collections::BTreeSet<_> = journal(&store)
+        .into_iter()
+        .filter(|e| e.operation == Operation::Erase)
+        .map(|e| e.record_id.expect("tombstone names its record"))
+        .collect();
+    let due: std::collections::BTreeSet<_> = store
+        .due(Due::Erase, sweep_day())
+        .expect("due")
+        .into_iter()
+        .collect();
+    let mut remaining = 0;
+    for n in 1..=SWEEP_RECORDS {
+        let rid = id(n);
+        let body = store.outbox_envelope(rid).expect("body reads or is gone");
+        let entry = store.retention_get(rid).expect("entry");
+        if tombstones.contains(&rid) {
+            assert!(
+                body.is_none() && entry.is_none() && !due.contains(&rid),
+                "{rid}"
+            );
+        } else {
+            assert!(!erased.contains(&rid), "acknowledged erasure lost: {rid}");
+            assert_eq!(body, Some(env(n)), "{rid}");
+            assert!(entry.is_some() && due.contains(&rid), "{rid}");
+            remaining += 1;
+        }
+    }
+    assert!(erased.is_subset(&tombstones));
+    assert!(
+        remaining > SWEEP_HELD,
+        "the kill came before the end of the sweep"
+    );
+
+    // The next sweep erases the rest, except what is held.
+    for rid in store.due(Due::Erase, sweep_day()).expect("due") {
+        match store.erase(rid, draft(Operation::Erase), |_| Ok(())).await {
+            Ok(_) | Err(StoreError::Held { .. }) => {}
+            Err(e) => panic!("erase {rid}: {e}"),
+        }
+    }
+    let left = store.due(Due::Erase, sweep_day()).expect("due");
+    assert_eq!(left, store.held().expect("held"));
+    assert_eq!(left.len() as u64, SWEEP_HELD);
+    let erases = journal(&store)
+        .iter()
+        .filter(|e| e.operation == Operation::Erase)
+        .count() as u64;
+    assert_eq!(erases, SWEEP_RECORDS - SWEEP_HELD);
+}
