@@ -257,3 +257,79 @@ fn a_held_record_is_restricted_on_the_command_line_until_the_hold_is_lifted() {
         "journal of {id}"
     );
 }
+
+#[test]
+fn a_review_decides_erasure_and_the_sweep_erases_on_both_nodes_with_tombstones() {
+    let mut fed = pair();
+    fed.start("adolescence");
+    fed.start("cuta");
+    let id = fed.submit("adolescence", "cuta", MRR, &example_report());
+    let keep = fed.submit("adolescence", "cuta", MRR, &example_report());
+    fed.wait_until("both records are received", || {
+        let got = ids(&fed.inbox_jsonl("cuta"));
+        (got.contains(&id) && got.contains(&keep)).then_some(())
+    });
+    for node in ["adolescence", "cuta"] {
+        let config = fed.config(node).display().to_string();
+        let plan = fed.pons_ok(&["retention", "plan", "--config", &config]);
+        let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan is JSON");
+        assert_eq!(plan["erase"], serde_json::json!([]), "{node}: {plan}");
+        fed.pons_ok(&[
+            "review",
+            &id,
+            "--decision",
+            "erase",
+            "--justification",
+            "no longer necessary",
+            "--config",
+            &config,
+        ]);
+        let plan = fed.pons_ok(&["retention", "plan", "--config", &config]);
+        let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan is JSON");
+        assert_eq!(plan["erase"][0]["id"], id.as_str(), "{node}: {plan}");
+        let swept = fed.pons_ok(&["retention", "sweep", "--config", &config]);
+        let swept: serde_json::Value = serde_json::from_str(&swept).expect("sweep is JSON");
+        let erased = swept["erased"].as_array().expect("erased list");
+        assert_eq!(erased.len(), 1, "{node}: {swept}");
+        assert_eq!(erased[0]["id"], id.as_str(), "{node}: {swept}");
+    }
+    let config = fed.config("cuta").display().to_string();
+    let show = |rid: &str| {
+        fed.pons(&[
+            "inbox",
+            "show",
+            rid,
+            "--config",
+            &config,
+            "--justification",
+            "assessment",
+        ])
+    };
+    assert_eq!(
+        show(&id).status.code(),
+        Some(2),
+        "an erased record is not shown"
+    );
+    assert!(
+        show(&keep).status.success(),
+        "the other record is untouched"
+    );
+
+    fed.stop_all();
+    for node in ["adolescence", "cuta"] {
+        let store = fed.store(node);
+        let tombstones: Vec<_> = crate::util::journal(&store)
+            .into_iter()
+            .filter(|e| e.operation.as_str() == "erase")
+            .collect();
+        assert_eq!(tombstones.len(), 1, "{node}");
+        let t = &tombstones[0];
+        assert_eq!(t.record_id.map(|r| r.to_string()), Some(id.clone()));
+        assert_eq!(t.class.as_deref(), Some(MRR));
+        assert!(
+            t.subject_ref.is_some(),
+            "{node}: the tombstone names the subject pseudonym"
+        );
+        store.verify_journal().expect("journal verifies");
+    }
+}
