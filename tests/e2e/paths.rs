@@ -394,6 +394,11 @@ command = ["/bin/sh", "-c", "test -e '{}' && exec cat > /dev/null"]
 max_attempts = 1
 retry_initial_ms = 10
 retry_max_ms = 10
+
+# A signed checkpoint after every entry: a prune then has an anchor to keep.
+[journal]
+checkpoint_every = 1
+checkpoint_secs = 1
 "#,
         flag.display()
     ));
@@ -684,10 +689,49 @@ retry_max_ms = 10
     }
 
     retention(&mut p, &id);
+    prune(&mut p);
 
     let rows: BTreeSet<String> = ROWS.iter().map(|(r, _)| r.to_string()).collect();
     let missing: Vec<_> = rows.difference(&p.done).collect();
     assert!(missing.is_empty(), "rows not performed: {missing:?}");
+}
+
+/// A prune that removes entries (everything before tomorrow, back to the latest signed
+/// checkpoint): one `erase` entry naming the caller, what was removed and the anchor.
+fn prune(p: &mut Paths) {
+    let user = p.user.clone();
+    p.fed
+        .wait_until("cuta signed a checkpoint of its journal", || {
+            let body = p.fed.control_ok(
+                "cuta",
+                Request::JournalVerify {
+                    justification: "paths: checkpoints".into(),
+                },
+            );
+            (body["checkpoints"].as_u64().unwrap_or(0) > 0).then_some(())
+        });
+    p.new_entries("cuta");
+    let tomorrow = time::OffsetDateTime::now_utc().date() + time::Duration::days(1);
+    let body = p.ok(
+        "cuta",
+        Request::JournalPrune {
+            before: tomorrow.to_string(),
+            justification: "paths: prune".into(),
+        },
+    );
+    assert!(body["removed"].as_u64().unwrap_or(0) > 0, "{body}");
+    let entries = p.new_entries("cuta");
+    assert_eq!(entries.len(), 1, "prune: {entries:#?}");
+    let e = &entries[0];
+    assert!(
+        e["operation"] == "erase"
+            && e["actor"] == user.as_str()
+            && e["justification"]
+                .as_str()
+                .is_some_and(|j| j.starts_with("paths: prune: "))
+            && e["record_id"].is_null(),
+        "prune: {e:#}"
+    );
 }
 
 #[test]
