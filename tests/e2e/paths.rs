@@ -287,12 +287,9 @@ fn only_entry(what: &str, entries: &[Value], want: Want, roles: &[&'static str])
 /// end).
 fn retention(p: &mut Paths, id: &str) {
     let user = p.user.clone();
-    // Holds and reviews need the role operator or dpo; the journal should name one of
-    // them. Today the node journals the caller's first role in name order, so a caller
-    // holding every role is journaled as `caseworker`, a role that cannot place a hold:
-    // reported as a defect (retention.rs, `retention_draft`); until it is fixed the test
-    // accepts any role the caller holds here and checks the rest of the entry.
-    let staff = ["operator", "dpo", "caseworker"];
+    // Holds, reviews and sweeps need the role operator or dpo, and the journal names the
+    // role the caller acted in: one of those two, never another role the caller holds.
+    let staff = ["dpo", "operator"];
     for add in [true, false] {
         p.ok(
             "cuta",

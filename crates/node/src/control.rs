@@ -255,6 +255,13 @@ impl Caller {
         }
     }
 
+    /// The role the caller acts in for an operation allowed to `roles`: the first of
+    /// `roles` (in the order given) that the caller holds. The journal records this role,
+    /// not merely any role of the caller's.
+    pub fn acting_role(&self, roles: &[Role]) -> Option<Role> {
+        roles.iter().copied().find(|r| self.roles.contains(r))
+    }
+
     /// Whether the caller holds any of `roles`.
     pub fn has_any(&self, roles: &[Role]) -> bool {
         roles.iter().any(|r| self.roles.contains(r))

@@ -95,7 +95,10 @@ impl Runtime {
             op,
             Outcome::Success,
         );
-        d.role = caller.roles.iter().next().map(|r| r.to_string());
+        // Holds, reviews and sweeps are allowed to operators and DPOs only.
+        d.role = caller
+            .acting_role(&[Role::Dpo, Role::Operator])
+            .map(|r| r.to_string());
         d
     }
 
@@ -298,7 +301,9 @@ impl Runtime {
         require(caller, &[Role::Operator, Role::Dpo], "retention sweep")?;
         self.sweep(
             &caller.user,
-            caller.roles.iter().next().map(|r| r.to_string()),
+            caller
+                .acting_role(&[Role::Dpo, Role::Operator])
+                .map(|r| r.to_string()),
         )
         .await
         .map_err(runtime_err)

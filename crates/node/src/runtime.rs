@@ -756,7 +756,9 @@ impl Runtime {
                 Response::integrity(format!("record {id}: stored envelope does not verify: {e}"))
             })?;
         let mut journal = self.draft(&caller.user, op, Outcome::Success);
-        journal.role = caller.roles.iter().next().map(|r| r.to_string());
+        journal.role = caller
+            .acting_role(&[Role::Caseworker, Role::Dpo])
+            .map(|r| r.to_string());
         journal.record_id = Some(id);
         journal.class = Some(meta.class.clone());
         journal.subject_ref = meta.subject_ref.clone();
