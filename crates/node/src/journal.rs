@@ -639,7 +639,7 @@ pub async fn checkpoint_loop<P: CheckpointPeers>(rt: Arc<Runtime>, peers: Arc<P>
             let days = i64::try_from(conf.retention_days).unwrap_or(i64::MAX / 86_400);
             let before = rt.now() - time::Duration::days(days.min(365 * 1000));
             if let Err(e) = rt
-                .prune_journal(pons_core::journal::SYSTEM_ACTOR, before, "retention")
+                .prune_journal(pons_core::journal::SYSTEM_ACTOR, None, before, "retention")
                 .await
             {
                 tracing::error!(error = %e, "journal retention failed");
@@ -902,6 +902,7 @@ impl Runtime {
     pub async fn prune_journal(
         &self,
         actor: &str,
+        role: Option<&str>,
         before: OffsetDateTime,
         justification: &str,
     ) -> Result<(u64, u64), String> {
@@ -922,30 +923,30 @@ impl Runtime {
         let Some((head, env)) = anchor else {
             return Ok((0, 0));
         };
+        let start = self.store.journal_start().map_err(|e| e.to_string())?;
+        let to_remove = head.seq.saturating_sub(start.seq + 1);
+        if to_remove == 0 {
+            return Ok((0, head.seq));
+        }
+        let mut draft = pons_core::journal::JournalDraft::new(
+            self.now(),
+            self.node().clone(),
+            actor,
+            Operation::Erase,
+            Outcome::Success,
+        );
+        draft.role = role.map(str::to_owned);
+        draft.purpose = Some("journal retention".into());
+        draft.justification = Some(format!(
+            "{justification}: the {to_remove} journal entries before entry {} removed; the signed checkpoint at entry {} is the anchor",
+            head.seq, head.seq
+        ));
         let removed = self
             .store
-            .prune_journal(head, &env)
+            .prune_journal(head, &env, draft)
             .await
             .map_err(|e| e.to_string())?;
-        if removed > 0 {
-            let mut draft = pons_core::journal::JournalDraft::new(
-                self.now(),
-                self.node().clone(),
-                actor,
-                Operation::Erase,
-                Outcome::Success,
-            );
-            draft.purpose = Some("journal retention".into());
-            draft.justification = Some(format!(
-                "{justification}: {removed} journal entries before entry {} removed; the signed checkpoint at entry {} is the anchor",
-                head.seq, head.seq
-            ));
-            self.store
-                .append_journal(draft)
-                .await
-                .map_err(|e| e.to_string())?;
-            tracing::info!(removed, anchor = head.seq, "journal pruned");
-        }
+        tracing::info!(removed, anchor = head.seq, "journal pruned");
         Ok((removed, head.seq))
     }
 
@@ -969,7 +970,14 @@ impl Runtime {
         let before =
             parse_instant("before", before, false).map_err(|e| Response::invalid(e, vec![]))?;
         let (removed, anchor) = self
-            .prune_journal(&caller.user, before, justification)
+            .prune_journal(
+                &caller.user,
+                caller
+                    .acting_role(&[Role::Dpo, Role::Operator])
+                    .map(Role::as_str),
+                before,
+                justification,
+            )
             .await
             .map_err(Response::runtime)?;
         Ok(json!({ "removed": removed, "anchor_seq": anchor }))

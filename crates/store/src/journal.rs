@@ -159,6 +159,7 @@ impl Store {
         &self,
         anchor: ChainHead,
         checkpoint: &[u8],
+        draft: JournalDraft,
     ) -> Result<u64, StoreError> {
         match self.journal_iter(anchor.seq).next() {
             Some(Ok(e)) if e.seq == anchor.seq && e.hash == anchor.hash => {}
@@ -175,10 +176,23 @@ impl Store {
                 return Ok(0);
             }
         }
+        if draft.operation != Operation::Erase {
+            return Err(StoreError::WrongOperation {
+                expected: Operation::Erase,
+                found: draft.operation,
+            });
+        }
+        // The new anchor and the `erase` entry recording the pruning are written in one
+        // transaction, before any entry is removed: a crash afterwards leaves entries before
+        // the anchor, which the next pruning removes; never a pruning without its entry.
         let mut value = encode_head(anchor).to_vec();
         value.extend_from_slice(checkpoint);
-        self.trees.meta.insert(ANCHOR_KEY, value)?;
-        self.flush().await?;
+        let ((), ticket) = self.write(|tx| {
+            tx.meta.insert(ANCHOR_KEY, value.as_slice())?;
+            tx.append(&draft)?;
+            Ok(())
+        })?;
+        self.durable(ticket).await?;
         let mut removed = 0u64;
         loop {
             let mut batch = sled::Batch::default();

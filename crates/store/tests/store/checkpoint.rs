@@ -1,6 +1,7 @@
 //! Checkpoint and countersignature trees: kept across reopen, listed per owner.
 
 use crate::store::util::{node, open};
+use pons_store::StoreError;
 
 #[tokio::test]
 async fn checkpoints_and_countersignatures_survive_reopen() {
@@ -64,12 +65,32 @@ async fn pruning_keeps_the_rest_verifiable_from_the_anchor() {
             seq: 6,
             hash: [9; 32],
         };
-        assert!(store.prune_journal(wrong, b"cp").await.is_err());
+        assert!(store
+            .prune_journal(wrong, b"cp", draft(Operation::Erase))
+            .await
+            .is_err());
+        assert_eq!(store.journal_anchor().expect("anchor"), None);
+        // The pruning must be journaled as an erasure, and nothing else.
+        assert!(matches!(
+            store
+                .prune_journal(anchor, b"cp6", draft(Operation::Consult))
+                .await,
+            Err(StoreError::WrongOperation { .. })
+        ));
         assert_eq!(store.journal_anchor().expect("anchor"), None);
 
-        assert_eq!(store.prune_journal(anchor, b"cp6").await.expect("prune"), 5);
-        assert_eq!(journal(&store)[0].seq, 6);
-        assert_eq!(store.verify_journal().expect("verifies").seq, 10);
+        assert_eq!(
+            store
+                .prune_journal(anchor, b"cp6", draft(Operation::Erase))
+                .await
+                .expect("prune"),
+            5
+        );
+        let left = journal(&store);
+        assert_eq!(left[0].seq, 6);
+        // The pruning's own entry, written with the anchor in one transaction.
+        assert_eq!(left.last().expect("entries").operation, Operation::Erase);
+        assert_eq!(store.verify_journal().expect("verifies").seq, 11);
         // Appending goes on from the head.
         store
             .append_journal(draft(Operation::Consult))
@@ -79,7 +100,7 @@ async fn pruning_keeps_the_rest_verifiable_from_the_anchor() {
     let store = open(dir.path());
     assert_eq!(
         store.verify_journal().expect("verifies after reopen").seq,
-        11
+        12
     );
     let (anchor, cp) = store.journal_anchor().expect("anchor").expect("set");
     assert_eq!((anchor.seq, cp.as_slice()), (6, b"cp6".as_slice()));
@@ -87,7 +108,11 @@ async fn pruning_keeps_the_rest_verifiable_from_the_anchor() {
     // An older anchor does not move it back.
     assert_eq!(
         store
-            .prune_journal(ChainHead::of(&journal(&store)[0]), b"again")
+            .prune_journal(
+                ChainHead::of(&journal(&store)[0]),
+                b"again",
+                draft(Operation::Erase)
+            )
             .await
             .expect("no-op"),
         0
