@@ -84,6 +84,8 @@ pub struct BenchReport {
     pub report_bytes: usize,
     /// The nodes' signing algorithm.
     pub algorithm: String,
+    /// Whether the nodes fdatasync after each flush (`[storage] sync`).
+    pub sync: bool,
     /// From the first submit to the last receipt, seconds.
     pub elapsed_s: f64,
     /// Records per second over `elapsed_s`.
@@ -199,8 +201,9 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     )?;
     let load = |p: &Path| -> anyhow::Result<Config> {
         let mut c = Config::load(p)?;
-        // As in production: nothing is acknowledged before it is fdatasync'ed.
-        c.storage.sync = true;
+        // As in production: nothing is acknowledged before it is fdatasync'ed (unless
+        // --no-sync measures the cost of that).
+        c.storage.sync = !args.no_sync;
         Ok(c)
     };
     // The receiving node hands every record to one sink of each kind that needs no
@@ -527,6 +530,7 @@ fn summarise(
         size: args.size,
         report_bytes,
         algorithm: algorithm.to_string(),
+        sync: !args.no_sync,
         elapsed_s: secs,
         records_per_s,
         latency_ms: percentiles(&mut m.latencies_ms),
@@ -553,8 +557,17 @@ fn summarise(
 fn print_table(r: &BenchReport, dir: &Path) {
     let l = &r.limits;
     println!(
-        "pons bench: {} records of ~{} bytes ({} bytes of report JSON), {} clients, {}, durable (fdatasync)",
-        r.records, r.size, r.report_bytes, r.concurrency, r.algorithm
+        "pons bench: {} records of ~{} bytes ({} bytes of report JSON), {} clients, {}, {}",
+        r.records,
+        r.size,
+        r.report_bytes,
+        r.concurrency,
+        r.algorithm,
+        if r.sync {
+            "durable (flush + fdatasync)"
+        } else {
+            "flush only (--no-sync)"
+        }
     );
     println!(
         "  two nodes in this process on 127.0.0.1, data in {}",

@@ -99,6 +99,10 @@ pub struct BenchArgs {
     /// Configure no sink on the receiving node (the exchange alone, for comparison).
     #[arg(long)]
     pub no_feed: bool,
+    /// Run the nodes with `[storage] sync = false`: sled's flush only, no fdatasync
+    /// (survives a process crash, not a power loss), to measure what fdatasync costs.
+    #[arg(long)]
+    pub no_sync: bool,
 }
 
 /// `pons feed`: reads when no subcommand is given.
