@@ -211,6 +211,27 @@ fn a_held_record_is_restricted_on_the_command_line_until_the_hold_is_lifted() {
     let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan is JSON");
     assert_eq!(plan["restricted"][0]["id"], id.as_str(), "{plan}");
     assert_eq!(plan["restricted"][0]["held"], true, "{plan}");
+    // The DPO report lists the open hold with its reason.
+    let report = fed.path().join("report-held.html");
+    fed.pons_ok(&[
+        "dpo",
+        "report",
+        "--config",
+        &config,
+        "--out",
+        &report.display().to_string(),
+        "--justification",
+        "hold review",
+    ]);
+    let html = std::fs::read_to_string(&report).expect("report written");
+    let section = html
+        .split("open legal holds</h2>")
+        .nth(1)
+        .expect("the retention section");
+    assert!(
+        section.contains(&id) && section.contains("inquiry 2026/77"),
+        "{section}"
+    );
 
     fed.pons_ok(&[
         "hold",

@@ -216,10 +216,11 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #cbd5e0; padd
 {reads}
 <section><h2>Entries by operation</h2>{ops}</section>
 <section><h2>Records overdue for review or erasure, open legal holds</h2>
-<p class="note">Not tracked by this version of the node: retention deadlines and legal holds come with the retention work (see <code>pons retention plan</code> once available).</p></section>
+{retention}</section>
 </body></html>
 "#,
         node = esc(&node),
+        retention = retention_table(&body["retention"]),
         since = esc(&text(&body["since"])),
         until = esc(&text(&body["until"])),
         generated = esc(&text(&body["generated_at"])),
@@ -279,4 +280,53 @@ mod tests {
             "{html}"
         );
     }
+}
+
+/// The records a retention rule restricts or makes due for erasure, and those held, as of
+/// the report's date (not limited to the period: it is the state today).
+fn retention_table(v: &Value) -> String {
+    use crate::client::text;
+    if let Some(err) = v["error"].as_str() {
+        return format!(
+            "<p class=\"note\">Retention state unavailable: {}</p>",
+            esc(err)
+        );
+    }
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return "<p class=\"empty\">None today: no record is overdue for review or erasure, and no legal hold is open.</p>".to_owned();
+    }
+    let mut out = String::from(
+        "<table><tr><th>record</th><th>where</th><th>class</th><th>with</th><th>review by</th><th>erase by</th><th>rule</th><th>legal holds</th></tr>",
+    );
+    for r in &rows {
+        let holds: Vec<String> = r["holds"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} ({}, {})",
+                    text(&h["reason"]),
+                    text(&h["by"]),
+                    text(&h["at"])
+                )
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&text(&r["id"])),
+            esc(&text(&r["place"])),
+            esc(&text(&r["class"])),
+            esc(&text(&r["counterpart"])),
+            esc(&text(&r["review_by"])),
+            esc(&text(&r["erase_by"])),
+            esc(&text(&r["rule"])),
+            esc(&if holds.is_empty() { "-".to_owned() } else { holds.join("; ") }),
+        );
+    }
+    out.push_str("</table>");
+    out
 }

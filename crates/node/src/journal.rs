@@ -889,6 +889,7 @@ impl Runtime {
             "consultations": consultations,
             "journal_reads": journal_reads,
             "verification": chain,
+            "retention": self.retention_report(),
         }))
     }
 }

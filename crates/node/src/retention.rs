@@ -225,7 +225,7 @@ impl Runtime {
 
     /// What retention decides today for every record that is due or held, read from the
     /// index (the cost is what is due, not the size of the store).
-    fn due_today(&self) -> Result<Vec<(RetentionEntry, Decision)>, StoreError> {
+    pub(crate) fn due_today(&self) -> Result<Vec<(RetentionEntry, Decision)>, StoreError> {
         let today = self.today();
         let mut ids = self.store.due(Due::Review, today)?;
         ids.extend(self.store.due(Due::Erase, today)?);
@@ -242,6 +242,32 @@ impl Runtime {
             }
         }
         Ok(out)
+    }
+
+    /// Records overdue for review or erasure and records under a legal hold, with their
+    /// dates, rule and holds: what the DPO report lists.
+    pub fn retention_report(&self) -> serde_json::Value {
+        let today = self.today();
+        match self.due_today() {
+            Ok(list) => json!(list
+                .iter()
+                .map(|(e, _)| json!({
+                    "id": e.id,
+                    "place": e.place.as_str(),
+                    "class": e.class,
+                    "counterpart": e.counterpart,
+                    "review_by": e.deadlines.review_by.to_string(),
+                    "erase_by": e.deadlines.erase_by.to_string(),
+                    "rule": restriction(e, today),
+                    "holds": e.holds.iter().map(|h| json!({
+                        "reason": h.reason,
+                        "by": h.by,
+                        "at": h.at.date().to_string(),
+                    })).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>()),
+            Err(e) => json!({ "error": e.to_string() }),
+        }
     }
 
     /// The restricted records, for `pons status`: id, place and rule.
