@@ -249,39 +249,6 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #cbd5e0; padd
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn report_escapes_everything_and_has_no_external_reference() {
-        let body = serde_json::json!({
-            "node": "a<b",
-            "entries": 3,
-            "journal_seq": 4,
-            "exchanges": { "2026-11": { "cuta": { "disclosed": 2, "received": 1 } } },
-            "rejections": { "policy-denied": 1 },
-            "consultations": { "<script>alert(1)</script>": 2 },
-            "journal_reads": {},
-            "operations": { "collect": 2 },
-            "verification": { "ok": false, "error": "journal entry 3: hash does not match" },
-        });
-        let html = render(&body);
-        assert!(!html.contains("<script>"), "{html}");
-        assert!(html.contains("&lt;script&gt;"));
-        assert!(html.contains("node a&lt;b"));
-        assert!(html.contains("Journal verification FAILED"));
-        assert!(html.contains("2026-11  cuta"));
-        // No external reference: the only URL is the SVG namespace name.
-        let urls = html.matches("http://").count() + html.matches("https://").count();
-        assert_eq!(
-            urls,
-            html.matches("http://www.w3.org/2000/svg").count(),
-            "{html}"
-        );
-    }
-}
-
 /// The records a retention rule restricts or makes due for erasure, and those held, as of
 /// the report's date (not limited to the period: it is the state today).
 fn retention_table(v: &Value) -> String {
@@ -329,4 +296,37 @@ fn retention_table(v: &Value) -> String {
     }
     out.push_str("</table>");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_escapes_everything_and_has_no_external_reference() {
+        let body = serde_json::json!({
+            "node": "a<b",
+            "entries": 3,
+            "journal_seq": 4,
+            "exchanges": { "2026-11": { "cuta": { "disclosed": 2, "received": 1 } } },
+            "rejections": { "policy-denied": 1 },
+            "consultations": { "<script>alert(1)</script>": 2 },
+            "journal_reads": {},
+            "operations": { "collect": 2 },
+            "verification": { "ok": false, "error": "journal entry 3: hash does not match" },
+        });
+        let html = render(&body);
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&lt;script&gt;"));
+        assert!(html.contains("node a&lt;b"));
+        assert!(html.contains("Journal verification FAILED"));
+        assert!(html.contains("2026-11  cuta"));
+        // No external reference: the only URL is the SVG namespace name.
+        let urls = html.matches("http://").count() + html.matches("https://").count();
+        assert_eq!(
+            urls,
+            html.matches("http://www.w3.org/2000/svg").count(),
+            "{html}"
+        );
+    }
 }
