@@ -42,7 +42,7 @@ use crate::exit::{Outcome, ResultExt};
 use crate::flags::{BenchArgs, InitArgs};
 use crate::pki::make_dev_federation;
 
-use feed::{FeedRates, SINKS};
+use feed::FeedRates;
 use journal::JournalRates;
 use limits::Limits;
 use measure::{percentiles, Percentiles, Usage};
@@ -208,8 +208,13 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     };
     // The receiving node hands every record to one sink of each kind that needs no
     // outside server; their rates are measured during the exchange.
+    let nats = if args.no_feed {
+        None
+    } else {
+        feed::NatsServer::start(dir)?
+    };
     if !args.no_feed {
-        feed::configure(&c_path, dir)?;
+        feed::configure(&c_path, dir, nats.as_ref().map(|n| n.port))?;
     }
     let (a_conf, c_conf) = (load(&a_path)?, load(&c_path)?);
     let a_sock = a_conf.control_socket();
@@ -224,7 +229,7 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     let measured = runtime.block_on(async {
         let (a_stop, a_task) = start(a_conf).await?;
         let (c_stop, c_task) = start(c_conf).await?;
-        let result = drive(&a_sock, &c_sock, &report, args).await;
+        let result = drive(&a_sock, &c_sock, &report, args, nats.is_some()).await;
         let _ = a_stop.send(());
         let _ = c_stop.send(());
         for task in [a_task, c_task] {
@@ -293,6 +298,7 @@ async fn drive(
     receiver: &Path,
     report: &str,
     args: &BenchArgs,
+    nats: bool,
 ) -> anyhow::Result<Measured> {
     // One record first, not measured: the QUIC connection and the stores' first writes.
     let warm = submit(socket, report, usize::MAX).await?;
@@ -300,8 +306,13 @@ async fn drive(
     drop(warm);
     // The receiver's sinks: the warm-up record is arrival 1, the measured ones 2..=N+1;
     // the sinks are timed over the first FEED_RECORDS of them.
-    let feeds = (!args.no_feed)
-        .then(|| feed::watch(receiver, (args.records as u64).min(feed::FEED_RECORDS) + 1));
+    let feeds = (!args.no_feed).then(|| {
+        feed::watch(
+            receiver,
+            (args.records as u64).min(feed::FEED_RECORDS) + 1,
+            nats,
+        )
+    });
 
     let before = Usage::now()?;
     let clock = Instant::now();
@@ -615,7 +626,7 @@ fn print_feed(r: &BenchReport, feed: &FeedRates) {
     println!(
         "feed at the receiver (records/s over the first {} received, to the sink's cursor; {} sinks at once)",
         (r.records as u64).min(feed::FEED_RECORDS),
-        SINKS.len()
+        feed.rates().len()
     );
     for (name, rate) in feed.rates() {
         println!(
@@ -623,6 +634,9 @@ fn print_feed(r: &BenchReport, feed: &FeedRates) {
             rate,
             rate / r.records_per_s
         );
+    }
+    if feed.nats_records_per_s.is_none() {
+        println!("  nats                       not measured: no nats-server on PATH");
     }
 }
 

@@ -67,6 +67,19 @@ fn bench_json_has_every_figure() {
     ] {
         assert!(number(&v, key) > 0.0, "{key} is not positive: {v:#}");
     }
+    // The nats sink is measured when a nats-server is on PATH, and reported as null
+    // otherwise: never absent, never zero.
+    let nats = &v["feed"]["nats_records_per_s"];
+    assert!(
+        nats.is_null() || nats.as_f64().is_some_and(|r| r > 0.0),
+        "feed.nats_records_per_s: {nats}"
+    );
+    assert!(
+        v["feed"]
+            .as_object()
+            .is_some_and(|f| f.contains_key("nats_records_per_s")),
+        "feed.nats_records_per_s is missing: {v:#}"
+    );
     let lat = &v["latency_ms"];
     let (p50, p90, p99, max) = (
         number(lat, "p50"),

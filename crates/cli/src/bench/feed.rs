@@ -1,6 +1,6 @@
-//! The receiving node's feed during the exchange: one sink of each kind that needs no
-//! outside server (spool, exec, stream), all three at once, and how fast each hands the
-//! records over.
+//! The receiving node's feed during the exchange: one sink of each kind (spool, exec,
+//! stream, and nats when a `nats-server` is on PATH: the bench starts one with JetStream on
+//! 127.0.0.1 and a temporary store), all at once, and how fast each hands the records over.
 //!
 //! A sink's rate is the measured records over the time from the first measured record's
 //! reception (its `received_at` at the receiver) to the moment the sink's cursor reached
@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::{ok, STALL};
 
-/// The sinks configured on the receiving node: (name, kind).
+/// The sinks configured on the receiving node that need no outside server: (name, kind).
 pub const SINKS: [(&str, &str); 3] = [("spool", "spool"), ("exec", "exec"), ("stream", "stream")];
 
 /// The most measured records the sinks are timed over (the first ones received): an exec
@@ -43,21 +43,78 @@ pub struct FeedRates {
     pub exec_records_per_s: f64,
     /// `stream`: read and acknowledged through the control socket.
     pub stream_records_per_s: f64,
+    /// `nats`: published to a local JetStream stream, each acknowledged; `None` when no
+    /// `nats-server` was found on PATH.
+    pub nats_records_per_s: Option<f64>,
 }
 
 impl FeedRates {
-    /// (sink, records/s), in [`SINKS`] order.
-    pub fn rates(&self) -> [(&'static str, f64); 3] {
-        [
+    /// (sink, records/s), in [`SINKS`] order, then nats if measured.
+    pub fn rates(&self) -> Vec<(&'static str, f64)> {
+        let mut out = vec![
             ("spool", self.spool_records_per_s),
             ("exec", self.exec_records_per_s),
             ("stream", self.stream_records_per_s),
-        ]
+        ];
+        if let Some(nats) = self.nats_records_per_s {
+            out.push(("nats", nats));
+        }
+        out
     }
 }
 
-/// Adds the bench's sinks to the node configuration at `config` (spool files under `dir`).
-pub fn configure(config: &Path, dir: &Path) -> anyhow::Result<()> {
+/// A `nats-server -js` on 127.0.0.1 with a temporary store, killed when dropped.
+pub struct NatsServer {
+    child: std::process::Child,
+    /// Its client port.
+    pub port: u16,
+}
+
+impl NatsServer {
+    /// Starts `nats-server` from PATH, or returns `None` if there is none.
+    pub fn start(dir: &Path) -> anyhow::Result<Option<NatsServer>> {
+        let Some(binary) = std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("nats-server"))
+                .find(|p| p.is_file())
+        }) else {
+            return Ok(None);
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let store = dir.join("nats");
+        std::fs::create_dir_all(&store)?;
+        let child = std::process::Command::new(&binary)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(&store)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let server = NatsServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("nats-server did not listen on 127.0.0.1:{port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Some(server))
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Adds the bench's sinks to the node configuration at `config` (spool files under `dir`;
+/// a nats sink when a server listens on `nats_port`).
+pub fn configure(config: &Path, dir: &Path, nats_port: Option<u16>) -> anyhow::Result<()> {
     let spool = dir.join("feed-spool");
     let mut text = std::fs::read_to_string(config).context("cannot read the configuration")?;
     text.push_str(&format!(
@@ -78,23 +135,41 @@ kind = "stream"
 "#,
         spool = spool.display().to_string(),
     ));
+    if let Some(port) = nats_port {
+        text.push_str(&format!(
+            r#"
+[[sink]]
+name = "nats"
+kind = "nats"
+url = "nats://127.0.0.1:{port}"
+stream = "PONSBENCH"
+subject = "pons.bench"
+"#
+        ));
+    }
     std::fs::write(config, text).context("cannot write the configuration")
 }
 
 /// The tasks watching the sinks and reading the stream sink.
 pub struct Watch {
     last: u64,
+    nats: bool,
     poller: JoinHandle<anyhow::Result<HashMap<String, OffsetDateTime>>>,
     reader: JoinHandle<anyhow::Result<()>>,
 }
 
 /// Starts watching the receiver's sinks until each cursor reaches `last`.
-pub fn watch(receiver: &Path, last: u64) -> Watch {
+pub fn watch(receiver: &Path, last: u64, nats: bool) -> Watch {
     let socket = receiver.to_owned();
-    let poller = tokio::spawn(poll(socket.clone(), last));
+    let mut sinks: Vec<&'static str> = SINKS.iter().map(|(name, _)| *name).collect();
+    if nats {
+        sinks.push("nats");
+    }
+    let poller = tokio::spawn(poll(socket.clone(), last, sinks));
     let reader = tokio::spawn(read_stream(socket, last));
     Watch {
         last,
+        nats,
         poller,
         reader,
     }
@@ -117,6 +192,7 @@ impl Watch {
             spool_records_per_s: rate("spool")?,
             exec_records_per_s: rate("exec")?,
             stream_records_per_s: rate("stream")?,
+            nats_records_per_s: if self.nats { Some(rate("nats")?) } else { None },
         })
     }
 }
@@ -147,7 +223,11 @@ async fn first_received(receiver: &Path, last: u64) -> anyhow::Result<(OffsetDat
 }
 
 /// Polls the receiver's status; returns when each sink's cursor first reached `last`.
-async fn poll(socket: PathBuf, last: u64) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
+async fn poll(
+    socket: PathBuf,
+    last: u64,
+    wanted: Vec<&'static str>,
+) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
     let mut reached = HashMap::new();
     let mut seen = 0_u64;
     let mut progress = Instant::now();
@@ -172,7 +252,7 @@ async fn poll(socket: PathBuf, last: u64) -> anyhow::Result<HashMap<String, Offs
                 reached.entry(name.to_owned()).or_insert(now);
             }
         }
-        if SINKS.iter().all(|(name, _)| reached.contains_key(*name)) {
+        if wanted.iter().all(|name| reached.contains_key(*name)) {
             return Ok(reached);
         }
         if total > seen {
