@@ -4,8 +4,15 @@
 //! signatures (records, receipts): path to a federation CA, validity at a given time,
 //! revocation, key usage, and a SPIFFE ID in this federation. It reads no file and no
 //! clock: `pons-pki` reads the PEM files, the caller passes `now`.
+//!
+//! Successful verifications are cached per [`Trust`] value (see [`Trust::verify_chain`]):
+//! a node opens envelopes and receipts of the same few signers all day, and the chain and
+//! CRL signatures would otherwise be verified again for every record (docs/performance.md).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
@@ -80,11 +87,35 @@ impl fmt::Display for CertUsage {
     }
 }
 
+/// Entries kept by a [`Trust`]'s cache of verified chains before it is cleared.
+///
+/// A federation has tens to hundreds of nodes, each with a TLS and a signing chain, so
+/// this holds every chain a node sees in normal operation; clearing when full bounds the
+/// memory an attacker presenting many valid chains could make it hold.
+const CHAIN_CACHE_CAPACITY: usize = 1024;
+
+/// A chain that verified, and the window in which that result stays true.
+#[derive(Clone, Debug)]
+struct VerifiedChain {
+    id: SpiffeId,
+    /// Latest notBefore over the leaf and the intermediates, Unix seconds.
+    not_before: i64,
+    /// Earliest notAfter over the leaf and the intermediates, Unix seconds.
+    not_after: i64,
+}
+
 /// A federation's trust anchors and revocation lists.
+///
+/// It remembers the chains it verified successfully (see [`Trust::verify_chain`]); the
+/// cache lives and dies with this value, and is shared by `&self` callers across threads.
 pub struct Trust {
     federation: String,
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<CertRevocationList<'static>>,
+    /// Key: [`chain_key`]. Only successes are stored.
+    cache: Mutex<HashMap<[u8; 32], VerifiedChain>>,
+    /// Verifications answered from `cache` (for tests and benchmarks).
+    cache_hits: AtomicU64,
 }
 
 impl Trust {
@@ -132,6 +163,8 @@ impl Trust {
             federation: federation.to_owned(),
             anchors,
             crls,
+            cache: Mutex::new(HashMap::new()),
+            cache_hits: AtomicU64::new(0),
         })
     }
 
@@ -164,6 +197,15 @@ impl Trust {
     ///   later against the last CRL; keeping CRLs fresh is `pons-pki`'s job;
     /// - the leaf's extended key usage allows `usage`, if it has an EKU extension;
     /// - the leaf carries one SPIFFE ID, in this federation.
+    ///
+    /// A success is cached, keyed by SHA-256 over (`usage`, `leaf_der`, `intermediates`),
+    /// with the window [latest notBefore, earliest notAfter] over the leaf and the given
+    /// intermediates. A later call with the same key is answered from the cache only if
+    /// `now` is inside that window; otherwise the chain is verified in full again, which
+    /// reports `Expired` or `NotYetValid`. Signatures and key usages do not change for the
+    /// same bytes, and revocation cannot change either: the CRLs of a `Trust` are fixed
+    /// at [`Trust::new`], so loading new CRLs means a new `Trust`, whose cache starts
+    /// empty. Failures are never cached.
     pub fn verify_chain<I: AsRef<[u8]>>(
         &self,
         leaf_der: &[u8],
@@ -171,7 +213,67 @@ impl Trust {
         now: OffsetDateTime,
         usage: CertUsage,
     ) -> Result<SpiffeId, TrustError> {
-        let secs = u64::try_from(now.unix_timestamp()).map_err(|_| TrustError::BadTime(now))?;
+        let now_secs = now.unix_timestamp();
+        let secs = u64::try_from(now_secs).map_err(|_| TrustError::BadTime(now))?;
+        let key = chain_key(usage, leaf_der, intermediates);
+        if let Some(hit) = self.cache_lookup(&key, now_secs) {
+            self.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        let id = self.verify_uncached(leaf_der, intermediates, secs, usage)?;
+        // A chain whose window cannot be read is simply not cached: it verified anyway.
+        if let Some((not_before, not_after)) = validity_window(leaf_der, intermediates) {
+            self.cache_insert(
+                key,
+                VerifiedChain {
+                    id: id.clone(),
+                    not_before,
+                    not_after,
+                },
+            );
+        }
+        Ok(id)
+    }
+
+    /// Number of chains in the verification cache.
+    #[doc(hidden)]
+    pub fn cache_len(&self) -> usize {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Number of verifications answered from the cache since [`Trust::new`].
+    #[doc(hidden)]
+    pub fn cache_hits(&self) -> u64 {
+        self.cache_hits.load(Ordering::Relaxed)
+    }
+
+    /// The cached identity for `key`, if `now_secs` is inside its validity window (bounds
+    /// included, as webpki: it refuses only before notBefore or after notAfter).
+    fn cache_lookup(&self, key: &[u8; 32], now_secs: i64) -> Option<SpiffeId> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let hit = cache.get(key)?;
+        (hit.not_before <= now_secs && now_secs <= hit.not_after).then(|| hit.id.clone())
+    }
+
+    /// Stores a success, clearing the cache first if it is full.
+    fn cache_insert(&self, key: [u8; 32], entry: VerifiedChain) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CHAIN_CACHE_CAPACITY && !cache.contains_key(&key) {
+            cache.clear();
+        }
+        cache.insert(key, entry);
+    }
+
+    fn verify_uncached<I: AsRef<[u8]>>(
+        &self,
+        leaf_der: &[u8],
+        intermediates: &[I],
+        secs: u64,
+        usage: CertUsage,
+    ) -> Result<SpiffeId, TrustError> {
         let time = UnixTime::since_unix_epoch(Duration::from_secs(secs));
         let leaf = CertificateDer::from(leaf_der);
         let ee =
@@ -213,12 +315,51 @@ impl Trust {
     }
 }
 
+/// SHA-256 over the usage and the chain, each certificate length-prefixed so that no two
+/// different (usage, leaf, intermediates) inputs share an encoding.
+fn chain_key<I: AsRef<[u8]>>(usage: CertUsage, leaf_der: &[u8], intermediates: &[I]) -> [u8; 32] {
+    let tag: u8 = match usage {
+        CertUsage::DocumentSigning => 1,
+        CertUsage::TlsClient => 2,
+        CertUsage::TlsServer => 3,
+    };
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"pons-trust-chain-v1");
+    ctx.update(&[tag]);
+    ctx.update(&(leaf_der.len() as u64).to_be_bytes());
+    ctx.update(leaf_der);
+    ctx.update(&(intermediates.len() as u64).to_be_bytes());
+    for der in intermediates {
+        let der = der.as_ref();
+        ctx.update(&(der.len() as u64).to_be_bytes());
+        ctx.update(der);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+/// [latest notBefore, earliest notAfter] in Unix seconds over the leaf and every given
+/// intermediate (used on the path or not, which can only narrow the window), or `None`
+/// if one does not parse.
+fn validity_window<I: AsRef<[u8]>>(leaf_der: &[u8], intermediates: &[I]) -> Option<(i64, i64)> {
+    let mut window = (i64::MIN, i64::MAX);
+    for der in std::iter::once(leaf_der).chain(intermediates.iter().map(AsRef::as_ref)) {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let validity = cert.validity();
+        window.0 = window.0.max(validity.not_before.timestamp());
+        window.1 = window.1.min(validity.not_after.timestamp());
+    }
+    Some(window)
+}
+
 impl fmt::Debug for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Trust")
             .field("federation", &self.federation)
             .field("anchors", &self.anchors.len())
             .field("crls", &self.crls.len())
+            .field("cached_chains", &self.cache_len())
             .finish()
     }
 }
@@ -377,6 +518,56 @@ pub enum TrustError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chain_cache_is_cleared_when_full() {
+        let none: &[&[u8]] = &[];
+        // The cache alone, on a value `Trust::new` would refuse (no anchor).
+        let trust = Trust {
+            federation: "pons.example".to_owned(),
+            anchors: Vec::new(),
+            crls: Vec::new(),
+            cache: Mutex::new(HashMap::new()),
+            cache_hits: AtomicU64::new(0),
+        };
+        let entry = VerifiedChain {
+            id: SpiffeId::parse("spiffe://pons.example/node/cuta").unwrap(),
+            not_before: 0,
+            not_after: 10,
+        };
+        let key = |n: usize| chain_key(CertUsage::TlsClient, &n.to_be_bytes(), none);
+        for n in 0..CHAIN_CACHE_CAPACITY {
+            trust.cache_insert(key(n), entry.clone());
+        }
+        assert_eq!(trust.cache_len(), CHAIN_CACHE_CAPACITY);
+        // Refreshing a present key does not clear.
+        trust.cache_insert(key(0), entry.clone());
+        assert_eq!(trust.cache_len(), CHAIN_CACHE_CAPACITY);
+        assert!(trust.cache_lookup(&key(0), 5).is_some());
+        trust.cache_insert(key(CHAIN_CACHE_CAPACITY), entry.clone());
+        assert_eq!(trust.cache_len(), 1);
+        assert!(trust.cache_lookup(&key(0), 5).is_none());
+        assert!(trust.cache_lookup(&key(CHAIN_CACHE_CAPACITY), 5).is_some());
+        // Outside the window: no answer.
+        assert!(trust.cache_lookup(&key(CHAIN_CACHE_CAPACITY), 11).is_none());
+        assert!(trust.cache_lookup(&key(CHAIN_CACHE_CAPACITY), -1).is_none());
+    }
+
+    #[test]
+    fn chain_keys_separate_usage_and_certificate_boundaries() {
+        let none: &[&[u8]] = &[];
+        let a = chain_key(CertUsage::TlsClient, b"ab", &[b"c".as_slice()]);
+        assert_ne!(
+            a,
+            chain_key(CertUsage::TlsServer, b"ab", &[b"c".as_slice()])
+        );
+        assert_ne!(
+            a,
+            chain_key(CertUsage::TlsClient, b"a", &[b"bc".as_slice()])
+        );
+        assert_ne!(a, chain_key(CertUsage::TlsClient, b"abc", none));
+        assert_eq!(a, chain_key(CertUsage::TlsClient, b"ab", &[b"c".to_vec()]));
+    }
 
     #[test]
     fn eku_oids_decode_to_their_dotted_form() {

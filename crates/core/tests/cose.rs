@@ -13,5 +13,7 @@ mod props;
 mod receipts;
 #[path = "cose/seal_open.rs"]
 mod seal_open;
+#[path = "cose/trust_cache.rs"]
+mod trust_cache;
 #[path = "cose/trust_rules.rs"]
 mod trust_rules;
