@@ -623,7 +623,7 @@ pub fn format_time(t: OffsetDateTime) -> String {
         a / 3600,
         (a / 60) % 60
     );
-    if a % 60 != 0 {
+    if !a.is_multiple_of(60) {
         out.push_str(&format!(":{:02}", a % 60));
     }
     out

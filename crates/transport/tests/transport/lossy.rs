@@ -36,7 +36,7 @@ impl AsyncUdpSocket for Lossy {
 
     fn try_send(&self, transmit: &Transmit) -> io::Result<()> {
         let n = self.sent.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % self.every == 0 {
+        if n.is_multiple_of(self.every) {
             self.dropped.fetch_add(1, Ordering::SeqCst);
             return Ok(());
         }
