@@ -10,7 +10,6 @@ use pons_core::retention::RetentionPolicy;
 use pons_core::validate::{Draft, DraftContext, ValidationErrors};
 use pons_core::{NodeId, Signer, SigningKey, SpiffeId};
 use pons_pki::FederationTrust;
-use ring::rand::SecureRandom;
 use time::OffsetDateTime;
 
 use crate::exit::{Failure, Outcome, ResultExt};
@@ -144,13 +143,9 @@ pub fn validation_failure(file: &Path, errors: ValidationErrors) -> Failure {
     Failure::invalid(anyhow!(text))
 }
 
-/// A fresh UUIDv7 from the clock and the system random generator.
+/// A fresh UUIDv7 from the clock and the system random generator (the node's maker).
 pub fn new_record_id(now: OffsetDateTime) -> anyhow::Result<RecordId> {
-    let mut random = [0u8; 10];
-    ring::rand::SystemRandom::new()
-        .fill(&mut random)
-        .map_err(|_| anyhow!("the system random generator failed"))?;
-    Ok(RecordId::new_v7(now, random))
+    pons_node::runtime::new_record_id(now).map_err(|e| anyhow!(e))
 }
 
 fn draft_context<'a>(

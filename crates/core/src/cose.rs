@@ -247,6 +247,13 @@ fn label_name(label: &Label) -> String {
     }
 }
 
+/// The payload of an envelope that this node verified (or sealed) before and kept in its
+/// own store, read back with the structural checks of [`open`] but without verifying the
+/// signature and chain again. Never for bytes from elsewhere: those go through [`open`].
+pub fn stored_payload(envelope: &[u8], expected_content_type: &str) -> Result<Vec<u8>, OpenError> {
+    parse(envelope, expected_content_type).map(|p| p.payload)
+}
+
 /// Structural checks shared by [`open`] and [`open_with_public_key`]: size, tag,
 /// headers, content type, attached payload.
 fn parse(envelope: &[u8], expected_content_type: &str) -> Result<Parsed, OpenError> {

@@ -61,6 +61,14 @@ pub fn seal_record(record: &Record, signer: &Signer) -> Result<Vec<u8>, SealErro
     cose::seal(&record.to_cbor(), RECORD_CONTENT_TYPE, signer)
 }
 
+/// The record in an envelope that this node sealed or verified before and kept in its own
+/// store, without verifying it again (see [`cose::stored_payload`]): for reading back fields
+/// such as the purpose for a journal entry, on paths where the signature was already checked.
+pub fn stored_record(envelope: &[u8]) -> Result<Record, EnvelopeError> {
+    let payload = cose::stored_payload(envelope, RECORD_CONTENT_TYPE)?;
+    Ok(Record::from_cbor(&payload)?)
+}
+
 /// Opens and checks a record envelope at time `now`, allowing `skew` of clock difference.
 pub fn open_record(
     envelope: &[u8],

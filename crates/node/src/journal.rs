@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::config::Role;
 use crate::control::{Caller, Response};
-use crate::runtime::Runtime;
+use crate::runtime::{require, Runtime};
 
 /// The filters of `pons journal search` and `pons journal export`, as the DPO typed them;
 /// the node parses and checks them.
@@ -64,16 +64,7 @@ pub struct JournalQuery {
 type Refused = Response;
 
 fn require_dpo(caller: &Caller, what: &str) -> Result<(), Refused> {
-    if caller.has_any(&[Role::Dpo]) {
-        return Ok(());
-    }
-    Err(Response::invalid(
-        format!(
-            "{what} needs the role dpo: user {} (uid {}) does not hold it",
-            caller.user, caller.uid
-        ),
-        vec![],
-    ))
+    require(caller, &[Role::Dpo], what)
 }
 
 fn require_justification(justification: &str) -> Result<(), Refused> {
@@ -958,15 +949,7 @@ impl Runtime {
         before: &str,
         justification: &str,
     ) -> Result<Value, Refused> {
-        if !caller.has_any(&[Role::Operator, Role::Dpo]) {
-            return Err(Response::invalid(
-                format!(
-                    "journal prune needs the role operator or dpo: user {} (uid {}) has neither",
-                    caller.user, caller.uid
-                ),
-                vec![],
-            ));
-        }
+        require(caller, &[Role::Operator, Role::Dpo], "journal prune")?;
         require_justification(justification)?;
         let before =
             parse_instant("before", before, false).map_err(|e| Response::invalid(e, vec![]))?;

@@ -69,7 +69,7 @@ fn read_hex_secret(path: &Path, what: &str) -> Result<Vec<u8>, SecretError> {
     };
     let file = std::fs::File::open(path).map_err(io)?;
     let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
+    if mode & pons_pki::pem::KEY_FORBIDDEN_MODE != 0 {
         return Err(SecretError::Permissions {
             path: path.to_owned(),
             mode,

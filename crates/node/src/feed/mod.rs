@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
-use pons_core::envelope::open_record;
+use pons_core::envelope::{open_record, stored_record};
 use pons_core::journal::{JournalDraft, Operation, Outcome, SYSTEM_ACTOR};
 use pons_core::Trust;
 use pons_store::{DeadLetter, InboxRecord, StoreError};
@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::control::{Caller, Response};
-use crate::runtime::Runtime;
+use crate::runtime::{rfc3339, Runtime};
 
 pub(crate) use sink::{resolve_sinks, RawSink};
 pub use sink::{ExecSink, NatsSink, SinkConfig, SinkKind};
@@ -367,11 +367,13 @@ impl Feed {
     }
 
     /// The record's purpose and legal basis, for the journal.
+    ///
+    /// The envelope was verified when it was received and is verified again in the feed
+    /// record itself; here it is only read back.
     fn basis(&self, runtime: &Runtime, rec: &InboxRecord) -> Option<(String, String)> {
         let envelope = runtime.store.inbox_envelope(rec.id).ok()??;
-        let skew = time::Duration::minutes(5);
-        let opened = open_record(&envelope, &self.trust, rec.received_at, skew).ok()?;
-        Some((opened.record.purpose, opened.record.legal_basis))
+        let record = stored_record(&envelope).ok()?;
+        Some((record.purpose, record.legal_basis))
     }
 
     /// A retried dead letter went through: remove it, journal the hand-over.
@@ -646,11 +648,6 @@ fn letter_json(l: &DeadLetter) -> Value {
         "at": rfc3339(l.at),
         "retry_requested": l.retry,
     })
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
