@@ -113,6 +113,7 @@ fn main() {
                 record_id: *record.id.as_uuid(),
                 envelope_sha256: hash,
                 journal_seq: 1,
+                effect: None,
             }],
         };
         run("receipt seal", &mut || {

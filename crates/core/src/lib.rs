@@ -25,7 +25,7 @@ pub use envelope::{open_record, seal_record, EnvelopeError, OpenedRecord};
 pub use identity::{IdentityError, NodeId, SpiffeId};
 pub use key::{KeyError, SigningAlgorithm, SigningKey};
 pub use pseudonym::{PseudonymKey, SubjectRef};
-pub use receipt::{Receipt, ReceiptError, ReceiptItem};
+pub use receipt::{Effect, Receipt, ReceiptError, ReceiptItem};
 pub use record::{Body, ClassName, DecodeError, Marking, Record, RecordId, Tlp};
 pub use trust::{CertUsage, Trust, TrustError};
 pub use validate::{Draft, DraftContext, Rule, ValidationError, ValidationErrors};

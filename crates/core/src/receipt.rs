@@ -51,6 +51,46 @@ pub struct ReceiptItem {
     pub envelope_sha256: [u8; 32],
     /// The receiver's journal sequence number of the `receive` entry.
     pub journal_seq: u64,
+    /// For an `erasure-notice` or a `rectification`: what the receiver did to the earlier
+    /// record it names (absent for other records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Effect>,
+}
+
+/// What a receiver did to the earlier record that an `erasure-notice` or a `rectification`
+/// names, stated in its signed receipt (LED art. 16(6): recipients are told, and the
+/// sender learns the outcome).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Effect {
+    /// Its content was erased, with a tombstone journal entry.
+    Erased,
+    /// A legal hold of the receiver keeps it, restricted; it is erased when the hold is
+    /// lifted.
+    Held,
+    /// It had been erased already.
+    AlreadyErased,
+    /// The receiver holds no record with that id from this sender.
+    NotFound,
+}
+
+impl Effect {
+    /// The effect as written in receipts: `erased`, `held`, `already-erased`, `not-found`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Erased => "erased",
+            Effect::Held => "held",
+            Effect::AlreadyErased => "already-erased",
+            Effect::NotFound => "not-found",
+        }
+    }
+}
+
+impl std::fmt::Display for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Receipt {

@@ -16,9 +16,42 @@ pub struct RetentionPolicy {
     pub review_every: Duration,
     /// A record is erased this long after its creation at the latest.
     pub keep_for: Duration,
-    /// A record whose review is overdue by more than this is erased: not reviewed means
+    /// A record whose review is overdue by more than this is expired: not reviewed means
     /// not shown to be necessary (LED art. 5).
     pub review_grace: Duration,
+    /// What happens to a record once it expires (keep period ended, or review overdue by
+    /// more than the grace period).
+    pub on_expiry: OnExpiry,
+}
+
+/// What happens to an expired record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnExpiry {
+    /// The sweep erases it (the default).
+    Erase,
+    /// It stays restricted until a review erases it: for classes whose erasure must be
+    /// decided by a person (the DPO) rather than by the calendar.
+    Restrict,
+}
+
+impl OnExpiry {
+    /// `erase` or `restrict`.
+    pub fn parse(s: &str) -> Option<OnExpiry> {
+        match s {
+            "erase" => Some(OnExpiry::Erase),
+            "restrict" => Some(OnExpiry::Restrict),
+            _ => None,
+        }
+    }
+
+    /// `erase` or `restrict`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnExpiry::Erase => "erase",
+            OnExpiry::Restrict => "restrict",
+        }
+    }
 }
 
 impl RetentionPolicy {
@@ -32,27 +65,43 @@ impl RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(5 * 365),
                 review_grace: days(30),
+                on_expiry: OnExpiry::Erase,
             },
             ClassName::ProtectionFile => RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(10 * 365),
                 review_grace: days(30),
+                on_expiry: OnExpiry::Erase,
             },
             ClassName::FollowUpRequest => RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(2 * 365),
                 review_grace: days(30),
+                on_expiry: OnExpiry::Erase,
             },
             ClassName::Rectification => RetentionPolicy {
                 review_every: days(182),
                 keep_for: days(5 * 365),
                 review_grace: days(30),
+                on_expiry: OnExpiry::Erase,
             },
             ClassName::ErasureNotice => RetentionPolicy {
                 review_every: days(365),
                 keep_for: days(3 * 365),
                 review_grace: days(30),
+                on_expiry: OnExpiry::Erase,
             },
+        }
+    }
+
+    /// The policy for records of a class this node has no policy for: never restricted for
+    /// want of a review, erased at the record's own `erase_by`.
+    pub fn fallback() -> RetentionPolicy {
+        RetentionPolicy {
+            review_every: Duration::MAX,
+            keep_for: Duration::MAX,
+            review_grace: Duration::MAX,
+            on_expiry: OnExpiry::Erase,
         }
     }
 
@@ -84,6 +133,11 @@ pub enum Restriction {
     },
     /// It is under a legal hold (LED art. 16(3): restriction instead of erasure).
     Held,
+    /// It expired, and its class's policy is [`OnExpiry::Restrict`].
+    Expired(ErasureGround),
+    /// Its erasure was ordered (by a review, an erasure notice or a rectification), and a
+    /// legal hold keeps it.
+    ErasureOrdered(String),
 }
 
 impl Restriction {
@@ -91,15 +145,24 @@ impl Restriction {
     pub fn rule(&self) -> String {
         match self {
             Restriction::ReviewOverdue { review_by } => format!(
-                "restricted: review was due by {review_by} and no review kept it                  (LED art. 5; law of 29 March 2024)"
+                "restricted: review was due by {review_by} and no review kept it \
+                 (LED art. 5; law of 29 March 2024)"
             ),
             Restriction::Held => "restricted: under a legal hold (LED art. 16(3))".into(),
+            Restriction::Expired(ground) => format!(
+                "restricted: expired ({}); the class's policy keeps it restricted until a \
+                 review erases it",
+                ground.rule()
+            ),
+            Restriction::ErasureOrdered(why) => {
+                format!("restricted: erasure ordered ({why}) and waiting for the hold to be lifted")
+            }
         }
     }
 }
 
 /// Why a record is to be erased.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErasureGround {
     /// Its keep period ended on `erase_by`.
@@ -114,6 +177,9 @@ pub enum ErasureGround {
         /// The grace period, in days.
         grace_days: i64,
     },
+    /// Someone decided it: a review, the sender's erasure notice, a rectification that
+    /// supersedes it. The words say who and why.
+    Ordered(String),
 }
 
 impl ErasureGround {
@@ -130,8 +196,20 @@ impl ErasureGround {
                 "review was due by {review_by} and is overdue by more than {grace_days} days \
                  (LED art. 5; law of 29 March 2024)"
             ),
+            ErasureGround::Ordered(why) => why.clone(),
         }
     }
+}
+
+/// The facts about one stored record that retention decides on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facts<'a> {
+    /// Its review and erasure dates.
+    pub deadlines: Deadlines,
+    /// Whether a legal hold is on it.
+    pub held: bool,
+    /// Why its erasure was ordered, if it was (see [`ErasureGround::Ordered`]).
+    pub erasure_ordered: Option<&'a str>,
 }
 
 /// What retention decides for one record on a given day.
@@ -146,46 +224,59 @@ pub enum Decision {
     Erase(ErasureGround),
 }
 
-/// What retention decides for a record with `deadlines`, held or not, on `today`, when a
-/// review overdue by more than `review_grace` means erasure.
+/// What retention decides for a record with `facts` on `today` under `policy`.
 ///
-/// Rules: a held record is never erased and is restricted (LED art. 16(3)); otherwise a
-/// record is erased from its `erase_by` date on, or once its review is overdue by more than
-/// the grace period; before that, from the day after `review_by` it is restricted until a
+/// Rules, in order: a held record is never erased and is restricted (LED art. 16(3)); a
+/// record whose erasure was ordered is erased; a record is expired from its `erase_by`
+/// date on, or once its review is overdue by more than the policy's grace period, and an
+/// expired record is erased or, if the policy says [`OnExpiry::Restrict`], restricted until
+/// a review erases it; before that, from the day after `review_by` it is restricted until a
 /// review keeps it. A review is due *by* its date, so on `review_by` itself the record is
 /// still usable.
-pub fn decide(deadlines: Deadlines, held: bool, today: Date, review_grace: Duration) -> Decision {
-    let overdue = today > deadlines.review_by;
-    if held {
+pub fn decide(facts: Facts<'_>, today: Date, policy: &RetentionPolicy) -> Decision {
+    let d = facts.deadlines;
+    let overdue = today > d.review_by;
+    if facts.held {
         let mut r = vec![Restriction::Held];
+        if let Some(why) = facts.erasure_ordered {
+            r.push(Restriction::ErasureOrdered(why.to_owned()));
+        }
         if overdue {
             r.push(Restriction::ReviewOverdue {
-                review_by: deadlines.review_by,
+                review_by: d.review_by,
             });
         }
         return Decision::Restricted(r);
     }
-    if today >= deadlines.erase_by {
-        return Decision::Erase(ErasureGround::KeepPeriodEnded {
-            erase_by: deadlines.erase_by,
-        });
+    if let Some(why) = facts.erasure_ordered {
+        return Decision::Erase(ErasureGround::Ordered(why.to_owned()));
     }
-    let grace_end = deadlines
+    let grace_end = d
         .review_by
-        .checked_add(review_grace)
+        .checked_add(policy.review_grace)
         .unwrap_or(Date::MAX);
-    if today > grace_end {
-        return Decision::Erase(ErasureGround::ReviewOverdue {
-            review_by: deadlines.review_by,
-            grace_days: review_grace.whole_days(),
-        });
+    let expired = if today >= d.erase_by {
+        Some(ErasureGround::KeepPeriodEnded {
+            erase_by: d.erase_by,
+        })
+    } else if today > grace_end {
+        Some(ErasureGround::ReviewOverdue {
+            review_by: d.review_by,
+            grace_days: policy.review_grace.whole_days(),
+        })
+    } else {
+        None
+    };
+    match (expired, policy.on_expiry) {
+        (Some(ground), OnExpiry::Erase) => Decision::Erase(ground),
+        (Some(ground), OnExpiry::Restrict) => {
+            Decision::Restricted(vec![Restriction::Expired(ground)])
+        }
+        (None, _) if overdue => Decision::Restricted(vec![Restriction::ReviewOverdue {
+            review_by: d.review_by,
+        }]),
+        (None, _) => Decision::Active,
     }
-    if overdue {
-        return Decision::Restricted(vec![Restriction::ReviewOverdue {
-            review_by: deadlines.review_by,
-        }]);
-    }
-    Decision::Active
 }
 
 /// The outcome of a review.
@@ -260,7 +351,25 @@ mod tests {
         );
     }
 
-    const G: Duration = Duration::days(30);
+    fn policy(on_expiry: OnExpiry) -> RetentionPolicy {
+        RetentionPolicy {
+            on_expiry,
+            ..RetentionPolicy::default_for(ClassName::MinorRiskReport)
+        }
+    }
+
+    fn facts(deadlines: Deadlines, held: bool) -> Facts<'static> {
+        Facts {
+            deadlines,
+            held,
+            erasure_ordered: None,
+        }
+    }
+
+    /// `decide` under the default minor-risk-report policy (grace 30 days, erase).
+    fn decide_g(d: Deadlines, held: bool, today: Date) -> Decision {
+        decide(facts(d, held), today, &policy(OnExpiry::Erase))
+    }
 
     fn dl(review_by: Date, erase_by: Date) -> Deadlines {
         Deadlines {
@@ -272,27 +381,31 @@ mod tests {
     #[test]
     fn decisions_by_date() {
         let d = dl(date!(2027 - 05 - 24), date!(2031 - 11 - 22));
-        assert_eq!(decide(d, false, date!(2027 - 05 - 24), G), Decision::Active);
+        assert_eq!(decide_g(d, false, date!(2027 - 05 - 24)), Decision::Active);
         let overdue = Restriction::ReviewOverdue {
             review_by: date!(2027 - 05 - 24),
         };
         assert_eq!(
-            decide(d, false, date!(2027 - 05 - 25), G),
+            decide_g(d, false, date!(2027 - 05 - 25)),
             Decision::Restricted(vec![overdue.clone()])
         );
         assert_eq!(
-            decide(d, false, date!(2031 - 11 - 22), Duration::MAX),
+            decide(
+                facts(d, false),
+                date!(2031 - 11 - 22),
+                &RetentionPolicy::fallback()
+            ),
             Decision::Erase(ErasureGround::KeepPeriodEnded {
                 erase_by: date!(2031 - 11 - 22)
             })
         );
         // Overdue by the grace period: restricted; by more: erased.
         assert!(matches!(
-            decide(d, false, date!(2027 - 06 - 23), G),
+            decide_g(d, false, date!(2027 - 06 - 23)),
             Decision::Restricted(_)
         ));
         assert_eq!(
-            decide(d, false, date!(2027 - 06 - 24), G),
+            decide_g(d, false, date!(2027 - 06 - 24)),
             Decision::Erase(ErasureGround::ReviewOverdue {
                 review_by: date!(2027 - 05 - 24),
                 grace_days: 30
@@ -300,11 +413,11 @@ mod tests {
         );
         // Held: never erased, always restricted.
         assert_eq!(
-            decide(d, true, date!(2026 - 12 - 01), G),
+            decide_g(d, true, date!(2026 - 12 - 01)),
             Decision::Restricted(vec![Restriction::Held])
         );
         assert_eq!(
-            decide(d, true, date!(2040 - 01 - 01), G),
+            decide_g(d, true, date!(2040 - 01 - 01)),
             Decision::Restricted(vec![Restriction::Held, overdue])
         );
     }
@@ -316,7 +429,7 @@ mod tests {
         let kept = after_review(d, &p, ReviewDecision::Keep, date!(2027 - 06 - 01));
         assert_eq!(kept, dl(date!(2027 - 11 - 30), date!(2031 - 11 - 22)));
         assert_eq!(
-            decide(kept, false, date!(2027 - 06 - 02), G),
+            decide_g(kept, false, date!(2027 - 06 - 02)),
             Decision::Active
         );
         let late = after_review(d, &p, ReviewDecision::Keep, date!(2031 - 10 - 01));
@@ -324,7 +437,7 @@ mod tests {
         let erased = after_review(d, &p, ReviewDecision::Erase, date!(2027 - 01 - 10));
         assert_eq!(erased, dl(date!(2027 - 01 - 10), date!(2027 - 01 - 10)));
         assert!(matches!(
-            decide(erased, false, date!(2027 - 01 - 10), G),
+            decide_g(erased, false, date!(2027 - 01 - 10)),
             Decision::Erase(_)
         ));
         assert_eq!(ReviewDecision::parse("keep"), Some(ReviewDecision::Keep));
@@ -337,10 +450,51 @@ mod tests {
             review_every: Duration::days(30),
             keep_for: Duration::days(10),
             review_grace: Duration::days(30),
+            on_expiry: OnExpiry::Erase,
         };
         let (review, erase) = p.deadlines(date!(2026 - 01 - 01));
         assert_eq!(review, erase);
         let (review, erase) = p.deadlines(Date::MAX);
         assert_eq!((review, erase), (Date::MAX, Date::MAX));
+    }
+
+    #[test]
+    fn a_restrict_policy_keeps_expired_records_restricted_until_ordered() {
+        let d = dl(date!(2027 - 05 - 24), date!(2031 - 11 - 22));
+        let p = policy(OnExpiry::Restrict);
+        let ground = ErasureGround::KeepPeriodEnded {
+            erase_by: date!(2031 - 11 - 22),
+        };
+        assert_eq!(
+            decide(facts(d, false), date!(2031 - 11 - 22), &p),
+            Decision::Restricted(vec![Restriction::Expired(ground)])
+        );
+        let ordered = Facts {
+            erasure_ordered: Some("review decided to erase"),
+            ..facts(d, false)
+        };
+        assert_eq!(
+            decide(ordered, date!(2031 - 11 - 22), &p),
+            Decision::Erase(ErasureGround::Ordered("review decided to erase".into()))
+        );
+        // An order does not beat a hold: restricted, with the order remembered.
+        let held = Facts {
+            held: true,
+            ..ordered
+        };
+        assert_eq!(
+            decide(held, date!(2027 - 01 - 01), &p),
+            Decision::Restricted(vec![
+                Restriction::Held,
+                Restriction::ErasureOrdered("review decided to erase".into())
+            ])
+        );
+        assert_eq!(OnExpiry::parse("restrict"), Some(OnExpiry::Restrict));
+        assert_eq!(OnExpiry::parse("delete"), None);
+        assert!(!Restriction::ReviewOverdue {
+            review_by: date!(2027 - 05 - 24)
+        }
+        .rule()
+        .contains("  "));
     }
 }

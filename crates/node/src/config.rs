@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use pons_core::NodeId;
+use pons_core::retention::{OnExpiry, RetentionPolicy};
+use pons_core::{ClassName, NodeId};
 use serde::Deserialize;
 
 /// A node's configuration, as read from its TOML file and checked.
@@ -44,6 +45,9 @@ pub struct Config {
     pub sinks: Vec<crate::feed::SinkConfig>,
     /// The journal's checkpoint schedule (`[journal]`).
     pub journal: crate::journal::JournalConfig,
+    /// Retention policies per class (`[retention.<class>]`); a class not listed has
+    /// [`RetentionPolicy::default_for`].
+    pub retention: BTreeMap<ClassName, RetentionPolicy>,
 }
 
 /// TLS files.
@@ -227,6 +231,17 @@ struct RawConfig {
     sinks: Vec<crate::feed::RawSink>,
     #[serde(default)]
     journal: crate::journal::RawJournal,
+    #[serde(default)]
+    retention: BTreeMap<String, RawRetention>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    review_every: Option<String>,
+    keep_for: Option<String>,
+    review_grace: Option<String>,
+    on_expiry: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -416,6 +431,7 @@ impl Config {
 
         let sinks = crate::feed::resolve_sinks(raw.sinks, &base)
             .map_err(|(field, rule)| invalid(&field, rule))?;
+        let retention = resolve_retention(raw.retention).map_err(|(f, r)| invalid(&f, r))?;
 
         Ok(Self {
             node_id,
@@ -443,19 +459,45 @@ impl Config {
             sinks,
             journal: crate::journal::JournalConfig::resolve(&raw.journal)
                 .map_err(|rule| invalid("journal", rule))?,
+            retention,
         })
     }
 
-    /// Whether policy lets this node send `class` to `peer`.
-    pub fn may_send(&self, peer: &NodeId, class: &str) -> bool {
-        self.peers.get(peer).is_some_and(|p| p.send.contains(class))
+    /// The retention policy of `class` on this node.
+    pub fn retention(&self, class: ClassName) -> RetentionPolicy {
+        self.retention
+            .get(&class)
+            .copied()
+            .unwrap_or_else(|| RetentionPolicy::default_for(class))
     }
 
-    /// Whether policy lets `peer` send `class` to this node.
+    /// The retention policy of a stored record's class, by name; the fallback policy
+    /// (erased at its own `erase_by`, no review restriction) for a class this node does
+    /// not know.
+    pub fn retention_of(&self, class: &str) -> RetentionPolicy {
+        ClassName::parse(class)
+            .map(|c| self.retention(c))
+            .unwrap_or_else(|_| RetentionPolicy::fallback())
+    }
+
+    /// Whether policy lets this node send `class` to `peer`.
+    ///
+    /// Besides the classes listed in `send`, a node may always tell a peer it sends records
+    /// to that one was erased (`erasure-notice`), and correct a record of a class that can
+    /// be rectified (`rectification`): LED art. 16(6) requires recipients to be told.
+    pub fn may_send(&self, peer: &NodeId, class: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|p| allowed(&p.send, class))
+    }
+
+    /// Whether policy lets `peer` send `class` to this node: the classes listed in
+    /// `receive`, and the erasure notices and rectifications of those (see
+    /// [`Config::may_send`]).
     pub fn may_receive(&self, peer: &NodeId, class: &str) -> bool {
         self.peers
             .get(peer)
-            .is_some_and(|p| p.receive.contains(class))
+            .is_some_and(|p| allowed(&p.receive, class))
     }
 
     /// The control socket's path.
@@ -467,6 +509,105 @@ impl Config {
     pub fn db_dir(&self) -> PathBuf {
         self.data_dir.join("db")
     }
+}
+
+/// Whether a peer's `send` or `receive` list lets `class` through: see
+/// [`Config::may_send`].
+fn allowed(listed: &BTreeSet<String>, class: &str) -> bool {
+    if listed.contains(class) {
+        return true;
+    }
+    match ClassName::parse(class) {
+        Ok(ClassName::ErasureNotice) => !listed.is_empty(),
+        Ok(ClassName::Rectification) => listed.iter().any(|c| {
+            matches!(
+                ClassName::parse(c),
+                Ok(ClassName::MinorRiskReport | ClassName::ProtectionFile)
+            )
+        }),
+        _ => false,
+    }
+}
+
+/// The longest review period the law of 29 March 2024 allows for records about minors:
+/// review at least twice a year.
+pub const MAX_MINOR_REVIEW_DAYS: i64 = 183;
+
+fn resolve_retention(
+    raw: BTreeMap<String, RawRetention>,
+) -> Result<BTreeMap<ClassName, RetentionPolicy>, (String, String)> {
+    let mut out = BTreeMap::new();
+    for (name, r) in raw {
+        let field = |k: &str| format!("retention.{name}.{k}");
+        let class = ClassName::parse(&name).map_err(|e| (format!("retention.{name}"), e))?;
+        let mut p = RetentionPolicy::default_for(class);
+        let days = |k: &str, v: &Option<String>, into: &mut time::Duration| match v {
+            None => Ok(()),
+            Some(v) => parse_days(v)
+                .map(|d| *into = d)
+                .map_err(|rule| (field(k), rule)),
+        };
+        days("review_every", &r.review_every, &mut p.review_every)?;
+        days("keep_for", &r.keep_for, &mut p.keep_for)?;
+        days("review_grace", &r.review_grace, &mut p.review_grace)?;
+        if let Some(v) = &r.on_expiry {
+            p.on_expiry = OnExpiry::parse(v).ok_or_else(|| {
+                (
+                    field("on_expiry"),
+                    format!("{v:?} is not erase or restrict"),
+                )
+            })?;
+        }
+        if p.review_every < time::Duration::days(1) {
+            return Err((field("review_every"), "must be at least 1d".into()));
+        }
+        if class == ClassName::MinorRiskReport
+            && p.review_every > time::Duration::days(MAX_MINOR_REVIEW_DAYS)
+        {
+            return Err((
+                field("review_every"),
+                format!(
+                    "{} days is longer than {MAX_MINOR_REVIEW_DAYS}: records about minors are \
+                     reviewed at least twice a year (law of 29 March 2024)",
+                    p.review_every.whole_days()
+                ),
+            ));
+        }
+        if p.keep_for < p.review_every {
+            return Err((
+                field("keep_for"),
+                format!(
+                    "{} days is shorter than review_every ({} days)",
+                    p.keep_for.whole_days(),
+                    p.review_every.whole_days()
+                ),
+            ));
+        }
+        out.insert(class, p);
+    }
+    Ok(out)
+}
+
+/// A period in whole days, weeks or years: `182d`, `26w`, `5y` (a year is 365 days).
+fn parse_days(s: &str) -> Result<time::Duration, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let per = match unit {
+        "d" => 1,
+        "w" => 7,
+        "y" => 365,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a period like \"182d\", \"26w\" or \"5y\""
+            ))
+        }
+    };
+    let n: i64 = n
+        .parse()
+        .ok()
+        .filter(|n| (0..=100_000).contains(n))
+        .ok_or_else(|| format!("{s:?} is not a period like \"182d\", \"26w\" or \"5y\""))?;
+    Ok(time::Duration::days(n * per))
 }
 
 #[cfg(test)]
@@ -566,6 +707,83 @@ dpo = { users = ["dora"] }
         assert!(err.to_string().contains("surprise"), "{err}");
         let err = parse(&GOOD.replace("federation = \"pons.example\"\n", "")).unwrap_err();
         assert!(err.to_string().contains("federation"), "{err}");
+    }
+
+    #[test]
+    fn retention_per_class() {
+        let c = parse(&format!(
+            "{GOOD}\n[retention.minor-risk-report]\nreview_every = \"26w\"\nkeep_for = \"3y\"\n\
+             review_grace = \"14d\"\n[retention.protection-file]\non_expiry = \"restrict\"\n"
+        ))
+        .unwrap();
+        let mrr = c.retention(ClassName::MinorRiskReport);
+        assert_eq!(mrr.review_every, time::Duration::days(182));
+        assert_eq!(mrr.keep_for, time::Duration::days(3 * 365));
+        assert_eq!(mrr.review_grace, time::Duration::days(14));
+        assert_eq!(mrr.on_expiry, OnExpiry::Erase);
+        let pf = c.retention(ClassName::ProtectionFile);
+        assert_eq!(pf.on_expiry, OnExpiry::Restrict);
+        assert_eq!(
+            pf.review_every,
+            RetentionPolicy::default_for(ClassName::ProtectionFile).review_every
+        );
+        assert_eq!(
+            c.retention(ClassName::FollowUpRequest),
+            RetentionPolicy::default_for(ClassName::FollowUpRequest)
+        );
+        assert_eq!(c.retention_of("no-such-class"), RetentionPolicy::fallback());
+
+        for (table, field, words) in [
+            (
+                "[retention.minor-risk-report]\nreview_every = \"200d\"",
+                "retention.minor-risk-report.review_every",
+                "twice a year",
+            ),
+            (
+                "[retention.minor-risk-report]\nkeep_for = \"5 years\"",
+                "retention.minor-risk-report.keep_for",
+                "not a period",
+            ),
+            (
+                "[retention.minor-risk-report]\nkeep_for = \"30d\"",
+                "retention.minor-risk-report.keep_for",
+                "shorter than review_every",
+            ),
+            (
+                "[retention.protection-file]\non_expiry = \"delete\"",
+                "retention.protection-file.on_expiry",
+                "erase or restrict",
+            ),
+            (
+                "[retention.memo]\nkeep_for = \"1y\"",
+                "retention.memo",
+                "memo",
+            ),
+        ] {
+            let err = parse(&format!("{GOOD}\n{table}\n")).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { field: f, rule, .. } if f == field && rule.contains(words)),
+                "expected {field} ({words}), got {err}"
+            );
+        }
+        let err = parse(&format!(
+            "{GOOD}\n[retention.minor-risk-report]\nkeep = \"1y\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("keep"), "{err}");
+    }
+
+    #[test]
+    fn notices_and_rectifications_follow_the_classes_exchanged() {
+        let c = parse(GOOD).unwrap();
+        let cuta = NodeId::new("cuta").unwrap();
+        assert!(c.may_send(&cuta, "minor-risk-report"));
+        assert!(c.may_send(&cuta, "erasure-notice"));
+        assert!(c.may_send(&cuta, "rectification"));
+        assert!(!c.may_send(&cuta, "protection-file"));
+        // Only follow-up requests come back: their notices may too, not rectifications.
+        assert!(c.may_receive(&cuta, "erasure-notice"));
+        assert!(!c.may_receive(&cuta, "rectification"));
     }
 }
 

@@ -131,6 +131,16 @@ pub enum Request {
         /// Why the caller reads the journal.
         justification: String,
     },
+    /// Rectify a record this node sent: the full corrected report goes to its recipient as
+    /// a `rectification`, and the original is erased here and there (role caseworker).
+    Rectify {
+        /// The record to correct.
+        id: String,
+        /// The corrected report, JSON, of the original's class.
+        report: String,
+        /// What was wrong.
+        reason: String,
+    },
     /// Place (`add`) or lift a legal hold on a record (role operator or dpo; journaled as
     /// `hold`). A held record is restricted and never erased.
     Hold {

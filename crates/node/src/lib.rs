@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod feed;
 pub mod journal;
+mod notify;
 pub mod retention;
 pub mod runtime;
 pub mod secret;

@@ -7,7 +7,7 @@
 //! GDPR art. 5(1)(e), the Belgian law of 29 March 2024 (review at least twice a year).
 
 use pons_core::journal::{JournalDraft, Operation, Outcome};
-use pons_core::retention::{after_review, decide, Decision, RetentionPolicy, ReviewDecision};
+use pons_core::retention::{after_review, decide, Decision, ReviewDecision};
 use pons_core::ClassName;
 use pons_store::{Due, Hold, Place, RetentionEntry, StoreError};
 use serde_json::json;
@@ -20,24 +20,18 @@ use crate::runtime::Runtime;
 
 type Refused = Response;
 
-/// Why a record may not be used today, in words, or `None` if it may.
+/// Why a record may not be used, in words, from what retention decided today; `None` if
+/// it may.
 ///
 /// A record past its erasure date but not yet swept is refused as well: it is no longer
 /// lawfully kept.
-pub fn restriction(entry: &RetentionEntry, today: Date) -> Option<String> {
-    match decide_entry(entry, today) {
+pub fn restriction(decision: &Decision) -> Option<String> {
+    match decision {
         Decision::Active => None,
         Decision::Restricted(r) => Some(r.iter().map(|r| r.rule()).collect::<Vec<_>>().join("; ")),
         Decision::Erase(ground) => Some(format!("due for erasure: {}", ground.rule())),
         _ => Some("restricted by a retention rule this node does not know".into()),
     }
-}
-
-/// [`decide`] for a stored record, with its class's review grace period (none for a class
-/// this node has no policy for: such a record is only erased at its `erase_by`).
-pub fn decide_entry(entry: &RetentionEntry, today: Date) -> Decision {
-    let grace = policy_of(&entry.class).map_or(time::Duration::MAX, |p| p.review_grace);
-    decide(entry.deadlines, entry.held(), today, grace)
 }
 
 fn runtime_err(e: StoreError) -> Refused {
@@ -76,15 +70,22 @@ fn non_empty(field: &str, value: &str) -> Result<(), Refused> {
     Ok(())
 }
 
-fn policy_of(class: &str) -> Option<RetentionPolicy> {
-    ClassName::parse(class)
-        .ok()
-        .map(RetentionPolicy::default_for)
-}
-
 impl Runtime {
     fn today(&self) -> Date {
         self.now().date()
+    }
+
+    /// [`decide`] for a stored record today, under this node's policy for its class.
+    pub fn decide_entry(&self, entry: &RetentionEntry, today: Date) -> Decision {
+        decide(
+            entry.facts(),
+            today,
+            &self.config.retention_of(&entry.class),
+        )
+    }
+
+    fn restriction_of(&self, entry: &RetentionEntry, today: Date) -> Option<String> {
+        restriction(&self.decide_entry(entry, today))
     }
 
     fn retention_draft(&self, caller: &Caller, op: Operation) -> JournalDraft {
@@ -117,7 +118,7 @@ impl Runtime {
     /// `Err(rule)` if record `id` may not be shown, exported or sent today.
     pub fn check_usable(&self, id: Uuid) -> Result<(), String> {
         match self.store.retention_get(id) {
-            Ok(Some(entry)) => match restriction(&entry, self.today()) {
+            Ok(Some(entry)) => match self.restriction_of(&entry, self.today()) {
                 None => Ok(()),
                 Some(rule) => Err(rule),
             },
@@ -197,20 +198,30 @@ impl Runtime {
         })?;
         non_empty("justification", justification)?;
         let entry = self.entry(id)?;
-        let policy = policy_of(&entry.class).ok_or_else(|| {
+        ClassName::parse(&entry.class).map_err(|_| {
             Response::invalid(
                 format!("record {id}: class {} has no retention policy", entry.class),
                 vec![],
             )
         })?;
+        let policy = self.config.retention_of(&entry.class);
         let today = self.today();
         let deadlines = after_review(entry.deadlines, &policy, decision, today);
+        // An erase decision is an order: it erases even where the class's policy only
+        // restricts expired records, and it is remembered under a hold.
+        let ordered = match decision {
+            ReviewDecision::Erase => Some(format!(
+                "a review by {} on {today} decided to erase it: {justification}",
+                caller.user
+            )),
+            _ => None,
+        };
         let mut draft = self.retention_draft(caller, Operation::Review);
         draft.justification = Some(justification.to_owned());
         draft.purpose = Some(format!("review: {}", decision.as_str()));
         let seq = self
             .store
-            .review(id, deadlines, draft)
+            .review(id, deadlines, ordered, draft)
             .await
             .map_err(runtime_err)?;
         self.requeue(&entry);
@@ -235,7 +246,7 @@ impl Runtime {
         let mut out = Vec::new();
         for id in ids {
             if let Some(entry) = self.store.retention_get(id)? {
-                let d = decide_entry(&entry, today);
+                let d = self.decide_entry(&entry, today);
                 if d != Decision::Active {
                     out.push((entry, d));
                 }
@@ -258,7 +269,7 @@ impl Runtime {
                     "counterpart": e.counterpart,
                     "review_by": e.deadlines.review_by.to_string(),
                     "erase_by": e.deadlines.erase_by.to_string(),
-                    "rule": restriction(e, today),
+                    "rule": self.restriction_of(e, today),
                     "holds": e.holds.iter().map(|h| json!({
                         "reason": h.reason,
                         "by": h.by,
@@ -280,7 +291,7 @@ impl Runtime {
                     "id": e.id,
                     "place": e.place.as_str(),
                     "class": e.class,
-                    "rule": restriction(e, today),
+                    "rule": self.restriction_of(e, today),
                 }))
                 .collect::<Vec<_>>()),
             Err(e) => json!({ "error": e.to_string() }),
@@ -312,7 +323,7 @@ impl Runtime {
                 }
                 _ => {
                     let mut row = row;
-                    row["rule"] = json!(restriction(e, today));
+                    row["rule"] = json!(self.restriction_of(e, today));
                     restricted.push(row);
                 }
             }
@@ -354,7 +365,7 @@ impl Runtime {
             let Some(entry) = self.store.retention_get(id)? else {
                 continue;
             };
-            let Decision::Erase(ground) = decide_entry(&entry, today) else {
+            let Decision::Erase(ground) = self.decide_entry(&entry, today) else {
                 continue;
             };
             let mut draft = JournalDraft::new(
@@ -367,17 +378,18 @@ impl Runtime {
             draft.role = role.clone();
             draft.justification = Some(ground.rule());
             draft.purpose = Some("retention: erasure".into());
-            let check = |e: &RetentionEntry| match decide_entry(e, today) {
+            let check = |e: &RetentionEntry| match self.decide_entry(e, today) {
                 Decision::Erase(_) => Ok(()),
                 _ => Err("no longer due for erasure".to_owned()),
             };
-            match self.store.erase(id, draft, check).await {
+            match self.erase_with_notice(&entry, &ground, draft, check).await {
                 Ok(done) => erased.push(json!({
                     "id": id,
                     "place": done.entry.place.as_str(),
                     "class": done.entry.class,
                     "ground": ground.rule(),
                     "journal_seq": done.journal_seq,
+                    "notice_to": done.notice_seq.map(|_| done.entry.counterpart.to_string()),
                 })),
                 Err(e @ (StoreError::Held { .. } | StoreError::EraseRefused { .. })) => {
                     skipped.push(json!({ "id": id, "reason": e.to_string() }))
@@ -698,5 +710,269 @@ receive = [{receive}]
                 Operation::Erase
             ]
         );
+    }
+
+    fn inbox_has_body(rt: &Runtime, id: Uuid) -> bool {
+        rt.store.inbox_envelope(id).unwrap().is_some()
+    }
+
+    /// Delivers what `from` has waiting for `to` (in the order given), and hands each
+    /// answer back to `from`, as the transport would; returns the receipts' effects.
+    async fn carry(
+        from: &Node,
+        from_name: &str,
+        to: &Node,
+        ids: &[Uuid],
+    ) -> Vec<Option<pons_core::Effect>> {
+        let mut effects = Vec::new();
+        for &id in ids {
+            let envelope = from.rt.envelope(id).expect("waiting to be sent");
+            let frame = to.rt.deliver(&spiffe(from_name), envelope).await;
+            let Frame::Receipt { receipt } = &frame else {
+                panic!("{frame:?}")
+            };
+            let (r, _) = pons_core::Receipt::open(receipt, to.rt.trust(), to.rt.now()).unwrap();
+            effects.push(crate::notify::effect_of(&r, id));
+            let peer = NodeId::new(if from_name == "adolescence" {
+                "cuta"
+            } else {
+                "adolescence"
+            })
+            .unwrap();
+            let outcome = from.rt.on_response(&peer, id, frame).await;
+            assert!(
+                matches!(outcome, pons_transport::ResponseOutcome::Delivered),
+                "{outcome:?}"
+            );
+        }
+        effects
+    }
+
+    /// The outbox records of `rt` that wait to be sent, of `class`.
+    fn waiting(rt: &Runtime, class: &str) -> Vec<Uuid> {
+        rt.pending()
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| rt.store.outbox_get(*id).unwrap().unwrap().class == class)
+            .collect()
+    }
+
+    fn journal_of(rt: &Runtime) -> Vec<pons_core::journal::JournalEntry> {
+        rt.store.journal_iter(0).map(|e| e.unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn erasure_notices_and_rectifications_reach_the_recipient() {
+        use pons_core::Effect;
+
+        let dir = tempfile::tempdir().unwrap();
+        let start = OffsetDateTime::now_utc();
+        let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, start).unwrap();
+        let clock: Clock = Arc::new(move || start);
+        // The peers' policies list only the report class: notices and rectifications of
+        // it are allowed by law (LED art. 16(6)).
+        let quote = format!("{MRR:?}");
+        let a = node(
+            &ca,
+            "adolescence",
+            config("adolescence", "cuta", &quote, ""),
+            &dir.path().join("a"),
+            clock.clone(),
+        );
+        let c = node(
+            &ca,
+            "cuta",
+            config("cuta", "adolescence", "", &quote),
+            &dir.path().join("c"),
+            clock.clone(),
+        );
+        let submit = || async {
+            *a.rt
+                .submit(&everyone(), "cuta", MRR, &report(), None, None)
+                .await
+                .unwrap()
+                .as_uuid()
+        };
+        let erase_review = |id: Uuid| Request::Review {
+            id: id.to_string(),
+            decision: "erase".into(),
+            justification: "no longer necessary for the assessment".into(),
+        };
+
+        // 1. Erased at the sender after delivery: the notice goes with the erasure, the
+        //    recipient erases its copy and says so in its signed receipt.
+        let r1 = submit().await;
+        carry(&a, "adolescence", &c, &[r1]).await;
+        assert!(inbox_has_body(&c.rt, r1));
+        ok(&a.rt, erase_review(r1)).await;
+        let swept = ok(&a.rt, Request::RetentionSweep).await;
+        assert_eq!(swept["erased"][0]["id"], r1.to_string(), "{swept}");
+        assert_eq!(swept["erased"][0]["notice_to"], "cuta", "{swept}");
+        let notices = waiting(&a.rt, "erasure-notice");
+        assert_eq!(notices.len(), 1);
+        let effects = carry(&a, "adolescence", &c, &notices).await;
+        assert_eq!(effects, vec![Some(Effect::Erased)]);
+        assert!(!inbox_has_body(&c.rt, r1), "the recipient's copy is erased");
+        let cj = journal_of(&c.rt);
+        let tomb = cj
+            .iter()
+            .rev()
+            .find(|e| e.operation == Operation::Erase)
+            .unwrap();
+        assert_eq!(tomb.record_id, Some(r1));
+        assert!(
+            tomb.justification
+                .as_deref()
+                .unwrap()
+                .contains("erasure notice"),
+            "{tomb:?}"
+        );
+        let told = journal_of(&a.rt).pop().unwrap();
+        assert_eq!(
+            (told.operation, told.record_id),
+            (Operation::Disclose, Some(notices[0]))
+        );
+        assert!(
+            told.justification
+                .as_deref()
+                .unwrap()
+                .contains("cuta reported: erased its copy"),
+            "{told:?}"
+        );
+        let shown = ok(
+            &a.rt,
+            Request::OutboxShow {
+                id: notices[0].to_string(),
+            },
+        )
+        .await;
+        assert_eq!(shown["receipt"]["effect"]["effect"], "erased", "{shown}");
+
+        // 2. Held at the recipient: kept restricted, the order remembered and reported;
+        //    erased by the recipient's first sweep after the hold is lifted.
+        let r2 = submit().await;
+        carry(&a, "adolescence", &c, &[r2]).await;
+        ok(&c.rt, hold(r2, true)).await;
+        ok(&a.rt, erase_review(r2)).await;
+        ok(&a.rt, Request::RetentionSweep).await;
+        let effects = carry(&a, "adolescence", &c, &waiting(&a.rt, "erasure-notice")).await;
+        assert_eq!(effects, vec![Some(Effect::Held)]);
+        assert!(inbox_has_body(&c.rt, r2), "held: kept");
+        let (code, msg) = refused(&c.rt, show(r2)).await;
+        assert!(code == 2 && msg.contains("erasure ordered"), "{msg}");
+        let plan = ok(&c.rt, Request::RetentionPlan).await;
+        assert!(plan["erase"].as_array().unwrap().is_empty(), "{plan}");
+        ok(&c.rt, hold(r2, false)).await;
+        let plan = ok(&c.rt, Request::RetentionPlan).await;
+        assert_eq!(plan["erase"][0]["id"], r2.to_string(), "{plan}");
+        let swept = ok(&c.rt, Request::RetentionSweep).await;
+        assert_eq!(swept["erased"][0]["id"], r2.to_string(), "{swept}");
+        assert!(
+            swept["erased"][0]["notice_to"].is_null(),
+            "a recipient tells no one: {swept}"
+        );
+        assert!(!inbox_has_body(&c.rt, r2));
+
+        // 3. Rectified: the correction and the erasure of the original are one step at
+        //    the sender, and the recipient replaces its copy.
+        let r3 = submit().await;
+        carry(&a, "adolescence", &c, &[r3]).await;
+        let corrected = report().replace("Shared a video", "Shared two videos");
+        let rectify = |id: Uuid, report: String, reason: &str| Request::Rectify {
+            id: id.to_string(),
+            report,
+            reason: reason.into(),
+        };
+        let done = ok(
+            &a.rt,
+            rectify(r3, corrected.clone(), "the chat held two videos"),
+        )
+        .await;
+        assert_eq!(done["original_here"], "erased", "{done}");
+        let x3 = Uuid::parse_str(done["id"].as_str().unwrap()).unwrap();
+        assert!(a.rt.store.outbox_envelope(r3).unwrap().is_none());
+        let effects = carry(&a, "adolescence", &c, &[x3]).await;
+        assert_eq!(effects, vec![Some(Effect::Erased)]);
+        assert!(!inbox_has_body(&c.rt, r3));
+        let shown = ok(&c.rt, show(x3)).await;
+        let text = shown.to_string();
+        assert!(
+            text.contains("Shared two videos") && text.contains(&r3.to_string()),
+            "{text}"
+        );
+        // A correction of the correction is of the report's class again.
+        let again = ok(
+            &a.rt,
+            rectify(x3, corrected.replace("two videos", "three videos"), "three"),
+        )
+        .await;
+        let x4 = Uuid::parse_str(again["id"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            carry(&a, "adolescence", &c, &[x4]).await,
+            vec![Some(Effect::Erased)]
+        );
+
+        // 4. Rectified while the original was in flight: the original's receipt brings an
+        //    erasure notice, so the recipient ends with the correction only.
+        let r5 = submit().await;
+        let in_flight = a.rt.envelope(r5).unwrap();
+        let done = ok(&a.rt, rectify(r5, corrected.clone(), "typo")).await;
+        let x5 = Uuid::parse_str(done["id"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            carry(&a, "adolescence", &c, &[x5]).await,
+            vec![Some(Effect::NotFound)]
+        );
+        let frame = c.rt.deliver(&spiffe("adolescence"), in_flight).await;
+        assert!(inbox_has_body(&c.rt, r5), "the original arrived late");
+        let outcome =
+            a.rt.on_response(&NodeId::new("cuta").unwrap(), r5, frame)
+                .await;
+        assert!(matches!(
+            outcome,
+            pons_transport::ResponseOutcome::Delivered
+        ));
+        let late = waiting(&a.rt, "erasure-notice");
+        assert_eq!(late.len(), 1, "the late delivery is followed by a notice");
+        assert_eq!(
+            carry(&a, "adolescence", &c, &late).await,
+            vec![Some(Effect::Erased)]
+        );
+        assert!(!inbox_has_body(&c.rt, r5));
+
+        // Refusals name the field and the rule, and store nothing.
+        let r6 = submit().await;
+        let before = journal_of(&a.rt).len();
+        for (rt, request, needle) in [
+            (
+                &a.rt,
+                rectify(r3, corrected.clone(), "again"),
+                "was erased on this node",
+            ),
+            (
+                &a.rt,
+                rectify(r6, corrected.clone(), "  "),
+                "reason: required",
+            ),
+            (&a.rt, rectify(r6, "{}".into(), "x"), "marking"),
+            (
+                &c.rt,
+                rectify(x5, corrected.clone(), "x"),
+                "only the sender rectifies",
+            ),
+        ] {
+            let (code, msg) = match rt.handle(everyone(), request).await {
+                Response::Err {
+                    code,
+                    message,
+                    details,
+                } => (code, format!("{message} {}", details.join(" "))),
+                Response::Ok { body } => panic!("accepted: {body}"),
+            };
+            assert!(code == 2 && msg.contains(needle), "{needle}: {msg}");
+        }
+        assert_eq!(journal_of(&a.rt).len(), before, "refusals store nothing");
+        a.rt.store.verify_journal().unwrap();
+        c.rt.store.verify_journal().unwrap();
     }
 }

@@ -16,7 +16,6 @@ use pons_core::journal::{JournalDraft, Operation, Outcome, SYSTEM_ACTOR};
 use pons_core::pseudonym::PseudonymKey;
 use pons_core::receipt::{Receipt, ReceiptItem};
 use pons_core::record::{Record, RecordId};
-use pons_core::retention::RetentionPolicy;
 use pons_core::validate::{Draft, DraftContext};
 use pons_core::{NodeId, OpenError, Signer, SpiffeId, Trust};
 use pons_proto::receiver::{self, Policy, Refusal, Stored, Verified};
@@ -32,6 +31,18 @@ use uuid::Uuid;
 
 use crate::config::{Config, Role};
 use crate::control::{Caller, Handler, Request, Response};
+
+/// A record sealed by this node and not yet stored: see [`Runtime::seal_draft`].
+pub(crate) struct SealedRecord {
+    /// The record.
+    pub record: Record,
+    /// Its COSE_Sign1 envelope.
+    pub envelope: Vec<u8>,
+    /// What the outbox stores about it.
+    pub meta: NewOutboxRecord,
+    /// Its review and erasure dates.
+    pub deadlines: pons_core::retention::Deadlines,
+}
 
 /// Where the node reads the time. Tests inject a clock; the daemon uses the system's.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -162,7 +173,7 @@ impl Runtime {
             .unwrap_or(time::Duration::minutes(5))
     }
 
-    fn draft(&self, actor: &str, op: Operation, outcome: Outcome) -> JournalDraft {
+    pub(crate) fn draft(&self, actor: &str, op: Operation, outcome: Outcome) -> JournalDraft {
         JournalDraft::new(self.now(), self.node().clone(), actor, op, outcome)
     }
 
@@ -251,8 +262,42 @@ impl Runtime {
                 )
             })?),
         };
+        let sealed = self.seal_draft(draft, &to, purpose, justification, subject_ref)?;
+        let record = &sealed.record;
+        // LED art. 25(1): the collection is logged with who, why and under which basis.
+        let mut journal = self.draft(&caller.user, Operation::Collect, Outcome::Success);
+        journal.role = Some(Role::Caseworker.to_string());
+        journal.purpose = Some(record.purpose.clone());
+        journal.justification = Some(record.justification.clone());
+        journal.legal_basis = Some(record.legal_basis.clone());
+        self.store
+            .submit_retained(
+                sealed.meta.clone(),
+                sealed.deadlines,
+                &sealed.envelope,
+                journal,
+            )
+            .await
+            .map_err(|e| Response::runtime(format!("cannot store the record: {e}")))?;
+        // Durable: from here on the record id may be handed out.
+        self.enqueue(&to, *record.id.as_uuid());
+        tracing::info!(record = %record.id, to = %to, class = %record.class, "record accepted");
+        Ok(record.id)
+    }
+
+    /// Turns a checked draft into a signed record to `to`: a new id, the class's retention
+    /// dates where the draft gives none (this node's policy), every rule checked, sealed
+    /// with this node's key. Stores nothing.
+    pub(crate) fn seal_draft(
+        &self,
+        draft: Draft,
+        to: &NodeId,
+        purpose: Option<String>,
+        justification: Option<String>,
+        subject_ref: Option<pons_core::SubjectRef>,
+    ) -> Result<SealedRecord, Refused> {
         let now = self.now();
-        let (review_by, erase_by) = RetentionPolicy::default_for(draft.class).deadlines(now.date());
+        let (review_by, erase_by) = self.config.retention(draft.class).deadlines(now.date());
         let ctx = DraftContext {
             id: new_record_id(now).map_err(Response::runtime)?,
             from: self.node().clone(),
@@ -277,13 +322,6 @@ impl Runtime {
         })?;
         let envelope = seal_record(&record, &self.signer)
             .map_err(|e| Response::runtime(format!("cannot seal the record: {e}")))?;
-
-        // LED art. 25(1): the collection is logged with who, why and under which basis.
-        let mut journal = self.draft(&caller.user, Operation::Collect, Outcome::Success);
-        journal.role = Some(Role::Caseworker.to_string());
-        journal.purpose = Some(record.purpose.clone());
-        journal.justification = Some(record.justification.clone());
-        journal.legal_basis = Some(record.legal_basis.clone());
         let meta = NewOutboxRecord {
             id: *record.id.as_uuid(),
             to: to.clone(),
@@ -296,21 +334,17 @@ impl Runtime {
             review_by: record.review_by,
             erase_by: record.erase_by,
         };
-        self.store
-            .submit_retained(meta, deadlines, &envelope, journal)
-            .await
-            .map_err(|e| Response::runtime(format!("cannot store the record: {e}")))?;
-        // Durable: from here on the record id may be handed out.
-        if let Some(links) = self.links.get() {
-            links.enqueue(&to, *record.id.as_uuid());
-        }
-        tracing::info!(record = %record.id, to = %to, class = %record.class, "record accepted");
-        Ok(record.id)
+        Ok(SealedRecord {
+            record,
+            envelope,
+            meta,
+            deadlines,
+        })
     }
 
     /// The subject pseudonym of an earlier record exchanged with `peer`: one it received
     /// from `peer`, or one it sent to `peer`.
-    fn subject_of(&self, id: &RecordId, peer: &NodeId) -> Option<pons_core::SubjectRef> {
+    pub(crate) fn subject_of(&self, id: &RecordId, peer: &NodeId) -> Option<pons_core::SubjectRef> {
         let uuid = *id.as_uuid();
         let hex = match (self.store.inbox_get(uuid), self.store.outbox_get(uuid)) {
             (Ok(Some(r)), _) if &r.from == peer => r.subject_ref,
@@ -438,24 +472,36 @@ impl Runtime {
         let signer = &self.signer;
         // The receipt names the journal entry, so it is made inside the store's
         // transaction: the record is never durable without its receipt.
-        let made = self
-            .store
-            .receive_retained(meta, deadlines, envelope, journal, |ctx| {
-                Receipt {
-                    v: pons_core::receipt::RECEIPT_VERSION,
-                    receiver: receiver.clone(),
-                    sender: sender.clone(),
-                    received_at: now,
-                    items: vec![ReceiptItem {
-                        record_id: ctx.id,
-                        envelope_sha256,
-                        journal_seq: ctx.journal_seq,
-                    }],
-                }
-                .seal(signer)
-                .map_err(|e| e.to_string())
-            })
-            .await;
+        let make_receipt = |ctx: &pons_store::ReceiptContext| {
+            Receipt {
+                v: pons_core::receipt::RECEIPT_VERSION,
+                receiver: receiver.clone(),
+                sender: sender.clone(),
+                received_at: now,
+                items: vec![ReceiptItem {
+                    record_id: ctx.id,
+                    envelope_sha256,
+                    journal_seq: ctx.journal_seq,
+                    effect: ctx.effect,
+                }],
+            }
+            .seal(signer)
+            .map_err(|e| e.to_string())
+        };
+        // An erasure notice or a rectification from the sender erases (or, under this
+        // node's own legal hold, restricts) the record it names, in the same transaction.
+        let made = match self.order_in(peer, record) {
+            Some(order) => {
+                self.store
+                    .receive_ordering(meta, deadlines, order, envelope, journal, make_receipt)
+                    .await
+            }
+            None => {
+                self.store
+                    .receive_retained(meta, deadlines, envelope, journal, make_receipt)
+                    .await
+            }
+        };
         match made {
             Ok(received) => {
                 tracing::info!(record = %record_id, from = %peer.node, "record received");
@@ -513,8 +559,21 @@ impl Runtime {
     pub async fn on_response(&self, peer: &NodeId, id: Uuid, frame: Frame) -> ResponseOutcome {
         let uuid = id;
         match frame {
+            Frame::Receipt { receipt } if self.erased_here(id) => {
+                match self.delivered_after_erasure(peer, id, &receipt).await {
+                    Ok(()) => {
+                        self.count(peer, true);
+                        ResponseOutcome::Delivered
+                    }
+                    Err(reason) => {
+                        tracing::error!(record = %id, peer = %peer, %reason, "receipt refused");
+                        self.note_error(peer, format!("receipt for {id} refused: {reason}"));
+                        ResponseOutcome::Retry
+                    }
+                }
+            }
             Frame::Receipt { receipt } => match self.check_receipt(peer, id, &receipt) {
-                Ok(record) => {
+                Ok((record, effect)) => {
                     let mut journal =
                         self.draft(SYSTEM_ACTOR, Operation::Disclose, Outcome::Success);
                     // LED art. 25(1): a disclosure log names the recipient, the justification
@@ -524,6 +583,16 @@ impl Runtime {
                         journal.purpose = Some(record.purpose);
                         journal.justification = Some(record.justification);
                         journal.legal_basis = Some(record.legal_basis);
+                    }
+                    // An erasure notice's or a rectification's receipt says what the
+                    // recipient did to the record it names (LED art. 16(6)).
+                    if let Some(effect) = effect {
+                        tracing::info!(record = %id, peer = %peer, %effect, "recipient reported");
+                        journal.justification = Some(format!(
+                            "{}; {peer} reported: {}",
+                            journal.justification.unwrap_or_default(),
+                            effect_words(effect)
+                        ));
                     }
                     match self
                         .store
@@ -595,7 +664,7 @@ impl Runtime {
         peer: &NodeId,
         id: Uuid,
         receipt: &[u8],
-    ) -> Result<Option<Record>, String> {
+    ) -> Result<(Option<Record>, Option<pons_core::Effect>), String> {
         let envelope = self
             .store
             .outbox_envelope(id)
@@ -616,13 +685,19 @@ impl Runtime {
                 self.node()
             ));
         }
-        if receipt.covers(id, &hash).is_none() {
+        let Some(item) = receipt.covers(id, &hash) else {
             return Err(format!(
                 "receipt does not cover record {id} with the bytes sent"
             ));
-        }
+        };
         // Our own envelope, sealed and stored by this node: read back, not verified again.
-        Ok(stored_record(&envelope).ok())
+        Ok((stored_record(&envelope).ok(), item.effect))
+    }
+
+    /// Whether outbox record `id` was erased here (its metadata stays, its body is gone).
+    fn erased_here(&self, id: Uuid) -> bool {
+        matches!(self.store.outbox_get(id), Ok(Some(_)))
+            && matches!(self.store.outbox_envelope(id), Ok(None))
     }
 
     /// The envelope to send for record `id`, if it is still waiting.
@@ -682,6 +757,10 @@ impl Runtime {
                         "signed_by": signer,
                         "received_at": r.received_at.format(&time::format_description::well_known::Rfc3339).ok(),
                         "journal_seq": r.items.iter().find(|i| i.record_id == id).map(|i| i.journal_seq),
+                        "effect": crate::notify::effect_of(&r, id).map(|e| json!({
+                            "effect": e.as_str(),
+                            "meaning": effect_words(e),
+                        })),
                         "verified": true,
                     })
                 }
@@ -916,6 +995,9 @@ impl Handler for Runtime {
                 decision,
                 justification,
             } => self.review(&caller, &id, &decision, &justification).await,
+            Request::Rectify { id, report, reason } => {
+                self.rectify(&caller, &id, &report, &reason).await
+            }
             Request::RetentionPlan => self.retention_plan(&caller).await,
             Request::RetentionSweep => self.retention_sweep(&caller).await,
         };
@@ -956,10 +1038,23 @@ fn runtime(e: StoreError) -> Refused {
     Response::runtime(e.to_string())
 }
 
-fn parse_id(id: &str) -> Result<Uuid, Refused> {
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, Refused> {
     RecordId::parse(id)
         .map(|r| *r.as_uuid())
         .map_err(|e| Response::invalid(format!("record id {id:?}: {e}"), vec![]))
+}
+
+/// What a recipient's effect means, for the journal and `pons outbox show`.
+pub(crate) fn effect_words(effect: pons_core::Effect) -> &'static str {
+    match effect {
+        pons_core::Effect::Erased => "erased its copy",
+        pons_core::Effect::Held => {
+            "keeps its copy restricted under its own legal hold; erased when the hold is lifted"
+        }
+        pons_core::Effect::AlreadyErased => "had erased its copy already",
+        pons_core::Effect::NotFound => "holds no such record from this node",
+        _ => "an effect this node does not know",
+    }
 }
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {

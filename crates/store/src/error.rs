@@ -61,6 +61,15 @@ pub enum StoreError {
         /// The rule.
         reason: String,
     },
+    /// A delivered record's erasure must store the erasure notice to its recipient.
+    #[error(
+        "record {id}: not erased: it was delivered, so its erasure needs the erasure notice \
+         to its recipient (LED art. 16(6))"
+    )]
+    NoticeNeeded {
+        /// The record id.
+        id: Uuid,
+    },
     /// A record with this id is already in the outbox.
     #[error("outbox record {id} already exists")]
     OutboxDuplicate {

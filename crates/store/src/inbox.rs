@@ -8,14 +8,14 @@
 //! durable.
 
 use pons_core::journal::{JournalDraft, Operation};
-use pons_core::NodeId;
+use pons_core::{Effect, NodeId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cipher::BodyTree;
 use crate::codec::{self, bytes};
-use crate::retention::{Place, RetentionEntry};
+use crate::retention::{EraseOrder, Place, RetentionEntry};
 use crate::{abort, prepare_draft, JournalSeq, Store, StoreError};
 use pons_core::retention::Deadlines;
 
@@ -80,6 +80,9 @@ pub struct ReceiptContext {
     pub journal_seq: JournalSeq,
     /// Position in arrival order.
     pub arrival_seq: u64,
+    /// What the record's erasure order did to the record it names, if it carried one
+    /// (an `erasure-notice` or a `rectification`, see [`Store::receive_ordering`]).
+    pub effect: Option<Effect>,
 }
 
 /// The result of a successful [`Store::receive`].
@@ -113,7 +116,7 @@ impl Store {
     where
         F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
     {
-        self.receive_inner(record, None, envelope, draft, make_receipt)
+        self.receive_inner(record, None, None, envelope, draft, make_receipt)
             .await
     }
 
@@ -130,14 +133,44 @@ impl Store {
     where
         F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
     {
-        self.receive_inner(record, Some(deadlines), envelope, draft, make_receipt)
+        self.receive_inner(record, Some(deadlines), None, envelope, draft, make_receipt)
             .await
+    }
+
+    /// [`Store::receive_retained`] of a record that orders the erasure of an earlier record
+    /// from the same sender (an `erasure-notice`, or a `rectification` that supersedes it),
+    /// and the order carried out, in one transaction: the earlier record is erased with its
+    /// tombstone entry, or, if this node holds it under a legal hold, kept restricted with
+    /// the order remembered (see [`EraseOrder`]). The effect is given to `make_receipt`, so
+    /// the receipt tells the sender.
+    pub async fn receive_ordering<F>(
+        &self,
+        record: NewInboxRecord,
+        deadlines: Deadlines,
+        order: EraseOrder,
+        envelope: &[u8],
+        draft: JournalDraft,
+        make_receipt: F,
+    ) -> Result<Received, StoreError>
+    where
+        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
+    {
+        self.receive_inner(
+            record,
+            Some(deadlines),
+            Some(order),
+            envelope,
+            draft,
+            make_receipt,
+        )
+        .await
     }
 
     async fn receive_inner<F>(
         &self,
         record: NewInboxRecord,
         deadlines: Option<Deadlines>,
+        order: Option<EraseOrder>,
         envelope: &[u8],
         draft: JournalDraft,
         make_receipt: F,
@@ -162,10 +195,15 @@ impl Store {
             }
             let entry = tx.append(&draft)?;
             let arrival_seq = tx.next_arrival()?;
+            let effect = match &order {
+                Some(order) => Some(tx.carry_out(order)?.0),
+                None => None,
+            };
             let ctx = ReceiptContext {
                 id,
                 journal_seq: entry.seq,
                 arrival_seq,
+                effect,
             };
             let receipt = match make_receipt(&ctx) {
                 Ok(r) => r,
@@ -195,6 +233,7 @@ impl Store {
                     counterpart: record.from.clone(),
                     deadlines,
                     holds: Vec::new(),
+                    erasure_ordered: None,
                 })?;
             }
             Ok(Received {

@@ -45,8 +45,8 @@ pub use cipher::{MasterKey, KEY_LEN};
 pub use error::StoreError;
 pub use feed::{DeadLetter, FeedAdvance};
 pub use inbox::{InboxMeta, InboxRecord, NewInboxRecord, ReceiptContext, Received};
-pub use outbox::{NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, StateKind};
-pub use retention::{Due, Erased, Hold, Place, RetentionEntry};
+pub use outbox::{NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, StateKind, Submission};
+pub use retention::{Due, EraseOrder, Erased, Hold, Place, RetentionEntry};
 
 /// Sequence number of a journal entry.
 pub type JournalSeq = u64;

@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cipher::BodyTree;
+use crate::cipher::{BodyTree, SealedBody};
 use crate::codec::{self, bytes};
 use crate::retention::{Place, RetentionEntry};
-use crate::{abort, prepare_draft, JournalSeq, Store, StoreError};
+use crate::{abort, prepare_draft, JournalSeq, Store, StoreError, Tx, TxResult};
 use pons_core::retention::Deadlines;
 
 /// What the caller knows about a record when it submits it.
@@ -33,6 +33,73 @@ pub struct NewOutboxRecord {
     pub created: OffsetDateTime,
     /// Keyed pseudonym of the data subject, if the class has one.
     pub subject_ref: Option<String>,
+}
+
+/// A new outbox record ready to be stored: checked, its body encrypted, its `collect`
+/// journal entry drafted. Made by [`Store::prepare_submission`].
+pub struct Submission {
+    record: NewOutboxRecord,
+    deadlines: Option<Deadlines>,
+    body: SealedBody,
+    draft: JournalDraft,
+}
+
+impl fmt::Debug for Submission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Submission")
+            .field("record", &self.record)
+            .field("deadlines", &self.deadlines)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Submission {
+    /// The record's id.
+    pub fn id(&self) -> Uuid {
+        self.record.id
+    }
+}
+
+impl Tx<'_> {
+    /// Store `sub` as a pending outbox record with its `collect` entry and, if it has
+    /// deadlines, its retention entry; part of the caller's transaction.
+    pub(crate) fn submit(&self, sub: &Submission) -> TxResult<JournalSeq> {
+        let record = &sub.record;
+        let id = record.id;
+        let key = id.as_bytes();
+        if self.outbox.get(key)?.is_some() {
+            return abort(StoreError::OutboxDuplicate { id });
+        }
+        let entry = self.append(&sub.draft)?;
+        let stored = OutboxRecord {
+            id,
+            to: record.to.clone(),
+            class: record.class.clone(),
+            created: record.created,
+            subject_ref: record.subject_ref.clone(),
+            state: OutboxState::Pending,
+            attempts: 0,
+            journal_seq: entry.seq,
+        };
+        let value = codec::encode("outbox record", &stored).or_else(abort)?;
+        self.outbox.insert(key, value)?;
+        self.put_body(BodyTree::Outbox, id, &sub.body)?;
+        self.outbox_pending
+            .insert(key, record.to.as_str().as_bytes())?;
+        if let Some(deadlines) = sub.deadlines {
+            self.retention_put(&RetentionEntry {
+                id,
+                place: Place::Outbox,
+                class: record.class.clone(),
+                subject_ref: record.subject_ref.clone(),
+                counterpart: record.to.clone(),
+                deadlines,
+                holds: Vec::new(),
+                erasure_ordered: None,
+            })?;
+        }
+        Ok(entry.seq)
+    }
 }
 
 /// Where an outbox record is in its delivery.
@@ -179,6 +246,22 @@ impl Store {
         envelope: &[u8],
         draft: JournalDraft,
     ) -> Result<JournalSeq, StoreError> {
+        let sub = self.prepare_submission(record, deadlines, envelope, draft)?;
+        let (seq, ticket) = self.write(|tx| tx.submit(&sub))?;
+        self.durable(ticket).await?;
+        Ok(seq)
+    }
+
+    /// Checks a new outbox record and encrypts its body, outside any transaction, so that
+    /// it can be stored inside another operation's transaction (an erasure and its notice,
+    /// a rectification and the record it supersedes).
+    pub fn prepare_submission(
+        &self,
+        record: NewOutboxRecord,
+        deadlines: Option<Deadlines>,
+        envelope: &[u8],
+        draft: JournalDraft,
+    ) -> Result<Submission, StoreError> {
         let draft = prepare_draft(
             draft,
             Operation::Collect,
@@ -187,44 +270,13 @@ impl Store {
             record.subject_ref.as_deref(),
             &record.to,
         )?;
-        let id = record.id;
-        let key = id.as_bytes();
-        let body = self.seal_body(BodyTree::Outbox, id, envelope)?;
-        let to = record.to.as_str().as_bytes().to_vec();
-        let (seq, ticket) = self.write(|tx| {
-            if tx.outbox.get(key)?.is_some() {
-                return abort(StoreError::OutboxDuplicate { id });
-            }
-            let entry = tx.append(&draft)?;
-            let stored = OutboxRecord {
-                id,
-                to: record.to.clone(),
-                class: record.class.clone(),
-                created: record.created,
-                subject_ref: record.subject_ref.clone(),
-                state: OutboxState::Pending,
-                attempts: 0,
-                journal_seq: entry.seq,
-            };
-            let value = codec::encode("outbox record", &stored).or_else(abort)?;
-            tx.outbox.insert(key, value)?;
-            tx.put_body(BodyTree::Outbox, id, &body)?;
-            tx.outbox_pending.insert(key, to.as_slice())?;
-            if let Some(deadlines) = deadlines {
-                tx.retention_put(&RetentionEntry {
-                    id,
-                    place: Place::Outbox,
-                    class: record.class.clone(),
-                    subject_ref: record.subject_ref.clone(),
-                    counterpart: record.to.clone(),
-                    deadlines,
-                    holds: Vec::new(),
-                })?;
-            }
-            Ok(entry.seq)
-        })?;
-        self.durable(ticket).await?;
-        Ok(seq)
+        let body = self.seal_body(BodyTree::Outbox, record.id, envelope)?;
+        Ok(Submission {
+            record,
+            deadlines,
+            body,
+            draft,
+        })
     }
 
     /// Mark a pending or in-flight record delivered on a valid receipt, with its `disclose`
@@ -240,7 +292,27 @@ impl Store {
             receipt: receipt.to_vec(),
             at,
         };
-        self.close(id, state, Operation::Disclose, draft).await
+        self.close(id, state, Operation::Disclose, draft, None)
+            .await
+    }
+
+    /// [`Store::mark_delivered`] of a record erased while it was in flight, with the
+    /// erasure notice that tells the recipient, in one transaction: the recipient's receipt
+    /// proves it holds a record this node no longer keeps.
+    pub async fn mark_delivered_notifying(
+        &self,
+        id: Uuid,
+        receipt: &[u8],
+        at: OffsetDateTime,
+        draft: JournalDraft,
+        notice: &Submission,
+    ) -> Result<JournalSeq, StoreError> {
+        let state = OutboxState::Delivered {
+            receipt: receipt.to_vec(),
+            at,
+        };
+        self.close(id, state, Operation::Disclose, draft, Some(notice))
+            .await
     }
 
     /// Mark a pending or in-flight record rejected by its recipient, with its `reject`
@@ -258,7 +330,7 @@ impl Store {
             reason: reason.to_owned(),
             at,
         };
-        self.close(id, state, Operation::Reject, draft).await
+        self.close(id, state, Operation::Reject, draft, None).await
     }
 
     async fn close(
@@ -267,6 +339,7 @@ impl Store {
         state: OutboxState,
         operation: Operation,
         draft: JournalDraft,
+        notice: Option<&Submission>,
     ) -> Result<JournalSeq, StoreError> {
         if draft.operation != operation {
             return Err(StoreError::WrongOperation {
@@ -300,7 +373,11 @@ impl Store {
             let value = codec::encode("outbox record", &rec).or_else(abort)?;
             tx.outbox.insert(key, value)?;
             tx.outbox_pending.remove(key)?;
-            Ok(tx.append(&draft)?.seq)
+            let seq = tx.append(&draft)?.seq;
+            if let Some(notice) = notice {
+                tx.submit(notice)?;
+            }
+            Ok(seq)
         })?;
         self.durable(ticket).await?;
         Ok(seq)

@@ -10,15 +10,17 @@
 //! with dates as big-endian Julian day numbers with the sign bit flipped, so sled's byte
 //! order is date order.
 
-use pons_core::journal::{JournalDraft, Operation};
-use pons_core::retention::Deadlines;
-use pons_core::NodeId;
+use pons_core::journal::{JournalDraft, Operation, Outcome};
+use pons_core::retention::{Deadlines, Facts};
+use pons_core::{Effect, NodeId};
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::cipher::BodyTree;
 use crate::codec;
+use crate::inbox::InboxRecord;
+use crate::outbox::{OutboxRecord, StateKind, Submission};
 use crate::{abort, prepare_draft, JournalSeq, Store, StoreError, Tx, TxResult};
 
 const REVIEW: u8 = b'r';
@@ -80,12 +82,125 @@ pub struct RetentionEntry {
     pub deadlines: Deadlines,
     /// The legal holds on it, oldest first; held while not empty.
     pub holds: Vec<Hold>,
+    /// Why its erasure was ordered (a review, the sender's erasure notice, a rectification
+    /// that supersedes it), if it was and a legal hold kept it; erased once the hold is
+    /// lifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure_ordered: Option<String>,
 }
 
 impl RetentionEntry {
     /// Whether a legal hold is on the record.
     pub fn held(&self) -> bool {
         !self.holds.is_empty()
+    }
+
+    /// The facts retention decides on.
+    pub fn facts(&self) -> Facts<'_> {
+        Facts {
+            deadlines: self.deadlines,
+            held: self.held(),
+            erasure_ordered: self.erasure_ordered.as_deref(),
+        }
+    }
+}
+
+/// An order to erase a stored record, carried out inside the transaction of the operation
+/// that gives it (the receipt of an `erasure-notice`, the submission of a `rectification`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EraseOrder {
+    /// The record to erase.
+    pub target: Uuid,
+    /// For an order from another node: that node, which must be the one the record came
+    /// from (an inbox record of another sender is not touched: [`Effect::NotFound`]).
+    pub from: Option<NodeId>,
+    /// Why, in words: the tombstone's ground, and what a hold remembers.
+    pub why: String,
+    /// The `erase` journal entry (actor, role, time); the store fills in the record's
+    /// class, subject and counterpart, and marks it refused when a hold keeps the record.
+    pub draft: JournalDraft,
+}
+
+impl Tx<'_> {
+    /// Carry out `order`: erase the record, or remember the order on a held record (erased
+    /// once the hold is lifted), each with its `erase` journal entry. Returns what was done
+    /// and the entry's sequence number (none when nothing was there to erase).
+    pub(crate) fn carry_out(&self, order: &EraseOrder) -> TxResult<(Effect, Option<JournalSeq>)> {
+        let id = order.target;
+        let Some(mut entry) = self.retention_get(id)? else {
+            let known = match &order.from {
+                Some(from) => match self.inbox.get(id.as_bytes())? {
+                    Some(v) => {
+                        let r: InboxRecord =
+                            codec::decode("inbox record", id.as_bytes(), &v).or_else(abort)?;
+                        &r.from == from
+                    }
+                    None => false,
+                },
+                None => {
+                    self.inbox.get(id.as_bytes())?.is_some()
+                        || self.outbox.get(id.as_bytes())?.is_some()
+                }
+            };
+            let effect = if known {
+                Effect::AlreadyErased
+            } else {
+                Effect::NotFound
+            };
+            return Ok((effect, None));
+        };
+        if let Some(from) = &order.from {
+            if entry.place != Place::Inbox || &entry.counterpart != from {
+                return Ok((Effect::NotFound, None));
+            }
+        }
+        let mut draft = prepare_draft(
+            order.draft.clone(),
+            Operation::Erase,
+            id,
+            &entry.class,
+            entry.subject_ref.as_deref(),
+            &entry.counterpart,
+        )
+        .or_else(abort)?;
+        if entry.held() {
+            draft.outcome = Outcome::Refused;
+            draft.justification = Some(format!(
+                "{}; kept restricted under a legal hold of this node ({}), erased when it is \
+                 lifted (LED art. 16(3))",
+                order.why,
+                entry
+                    .holds
+                    .iter()
+                    .map(|h| h.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+            entry.erasure_ordered = Some(order.why.clone());
+            // Indexed as due from the order's day, so the first sweep after the hold is
+            // lifted finds it.
+            let day = order.draft.time.date();
+            entry.deadlines.erase_by = entry.deadlines.erase_by.min(day);
+            entry.deadlines.review_by = entry.deadlines.review_by.min(day);
+            self.retention_put(&entry)?;
+            let seq = self.append(&draft)?.seq;
+            return Ok((Effect::Held, Some(seq)));
+        }
+        draft.justification = Some(order.why.clone());
+        let seq = self.erase_entry(&entry, &draft)?;
+        Ok((Effect::Erased, Some(seq)))
+    }
+
+    /// Erase the record of `entry`: data key, ciphertext, retention entry and index keys,
+    /// its place in the delivery queue; append the tombstone `draft`.
+    fn erase_entry(&self, entry: &RetentionEntry, draft: &JournalDraft) -> TxResult<JournalSeq> {
+        let id = entry.id;
+        self.erase_body(entry.place.tree(), id)?;
+        if entry.place == Place::Outbox {
+            self.outbox_pending.remove(id.as_bytes())?;
+        }
+        self.retention_drop(id)?;
+        Ok(self.append(draft)?.seq)
     }
 }
 
@@ -167,6 +282,9 @@ pub struct Erased {
     pub entry: RetentionEntry,
     /// Sequence number of the tombstone `erase` journal entry.
     pub journal_seq: JournalSeq,
+    /// Sequence number of the `collect` entry of the erasure notice stored with it, if the
+    /// record had been delivered.
+    pub notice_seq: Option<JournalSeq>,
 }
 
 impl Store {
@@ -242,19 +360,40 @@ impl Store {
         .await
     }
 
-    /// Record a review of record `id` that set its deadlines to `deadlines`, with its
-    /// `review` journal entry, in one transaction.
+    /// Record a review of record `id` that set its deadlines to `deadlines` and, if it
+    /// decided to erase, the order (`erasure_ordered`), with its `review` journal entry, in
+    /// one transaction.
     pub async fn review(
         &self,
         id: Uuid,
         deadlines: Deadlines,
+        erasure_ordered: Option<String>,
         draft: JournalDraft,
     ) -> Result<JournalSeq, StoreError> {
         self.change_retention(id, Operation::Review, draft, |entry| {
             entry.deadlines = deadlines;
+            entry.erasure_ordered = erasure_ordered.clone();
             Ok(())
         })
         .await
+    }
+
+    /// Store the rectification `sub` and carry out `order` on the record it supersedes, in
+    /// one transaction: the record is erased (or kept restricted under a hold) only if its
+    /// correction is durable, and the correction is never stored beside an uncorrected
+    /// original. Returns the `collect` entry's sequence number and what the order did.
+    pub async fn rectify(
+        &self,
+        sub: &Submission,
+        order: &EraseOrder,
+    ) -> Result<(JournalSeq, Effect), StoreError> {
+        let (done, ticket) = self.write(|tx| {
+            let seq = tx.submit(sub)?;
+            let (effect, _) = tx.carry_out(order)?;
+            Ok((seq, effect))
+        })?;
+        self.durable(ticket).await?;
+        Ok(done)
     }
 
     async fn change_retention(
@@ -296,6 +435,22 @@ impl Store {
         draft: JournalDraft,
         check: impl Fn(&RetentionEntry) -> Result<(), String>,
     ) -> Result<Erased, StoreError> {
+        self.erase_notifying(id, draft, check, None).await
+    }
+
+    /// [`Store::erase`], and, if the record is an outbox record its recipient holds (state
+    /// delivered), store `notice` (the `erasure-notice` to that recipient) in the same
+    /// transaction: an erasure is never durable without the notice that tells the
+    /// recipient. A record still waiting for delivery is erased without a notice: it will
+    /// never be sent. Returns [`StoreError::NoticeNeeded`] if the record was delivered and
+    /// no notice is given (the caller makes one and tries again).
+    pub async fn erase_notifying(
+        &self,
+        id: Uuid,
+        draft: JournalDraft,
+        check: impl Fn(&RetentionEntry) -> Result<(), String>,
+        notice: Option<&Submission>,
+    ) -> Result<Erased, StoreError> {
         let (erased, ticket) = self.write(|tx| {
             let Some(entry) = tx.retention_get(id)? else {
                 return abort(StoreError::NoRetention { id });
@@ -315,15 +470,25 @@ impl Store {
                 &entry.counterpart,
             )
             .or_else(abort)?;
-            tx.erase_body(entry.place.tree(), id)?;
-            if entry.place == Place::Outbox {
-                tx.outbox_pending.remove(id.as_bytes())?;
-            }
-            tx.retention_drop(id)?;
-            let seq = tx.append(&draft)?.seq;
+            let delivered = entry.place == Place::Outbox
+                && match tx.outbox.get(id.as_bytes())? {
+                    Some(v) => {
+                        let r: OutboxRecord =
+                            codec::decode("outbox record", id.as_bytes(), &v).or_else(abort)?;
+                        r.state.kind() == StateKind::Delivered
+                    }
+                    None => false,
+                };
+            let seq = tx.erase_entry(&entry, &draft)?;
+            let notice_seq = match (delivered, notice) {
+                (true, Some(sub)) => Some(tx.submit(sub)?),
+                (true, None) => return abort(StoreError::NoticeNeeded { id }),
+                (false, _) => None,
+            };
             Ok(Erased {
                 entry,
                 journal_seq: seq,
+                notice_seq,
             })
         })?;
         self.durable(ticket).await?;

@@ -20,6 +20,7 @@ fn receipt(receiver: &str, n: usize) -> Receipt {
                 record_id: Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0000 + i as u128),
                 envelope_sha256: cose::envelope_sha256(&[i as u8]),
                 journal_seq: 40 + i as u64,
+                effect: None,
             })
             .collect(),
     }

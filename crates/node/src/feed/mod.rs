@@ -266,10 +266,42 @@ impl Feed {
         rec: &InboxRecord,
     ) -> Result<Value, String> {
         let store = &runtime.store;
-        let envelope = store
-            .inbox_envelope(rec.id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("record {}: envelope missing from the inbox", rec.id))?;
+        let Some(envelope) = store.inbox_envelope(rec.id).map_err(|e| e.to_string())? else {
+            // Erased (retention, or the sender's erasure notice) before this sink took it:
+            // the sink learns the id and that it is gone, and nothing of its content.
+            if store
+                .retention_get(rec.id)
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Ok(json!({
+                    "format": FEED_FORMAT,
+                    "sink": sink,
+                    "cursor": rec.arrival_seq,
+                    "id": rec.id,
+                    "from": rec.from,
+                    "class": rec.class,
+                    "subject_ref": rec.subject_ref,
+                    "received_at": rfc3339(rec.received_at),
+                    "receive_journal_seq": rec.journal_seq,
+                    "envelope_sha256": hex::encode(rec.envelope_sha256),
+                    "erased": true,
+                    "verification": {
+                        "verified": false,
+                        "signer": null,
+                        "at": null,
+                        "error": "erased on this node before the sink took it",
+                    },
+                    "record": null,
+                    "receipt_base64": null,
+                    "cose_base64": null,
+                }));
+            }
+            return Err(format!(
+                "record {}: envelope missing from the inbox",
+                rec.id
+            ));
+        };
         let receipt = store
             .lookup(rec.id)
             .map_err(|e| e.to_string())?
@@ -312,6 +344,7 @@ impl Feed {
             "envelope_sha256": hex::encode(rec.envelope_sha256),
             "verification": verification,
             "record": record,
+            "erased": false,
             "receipt_base64": b64.encode(&receipt),
             "cose_base64": b64.encode(&envelope),
         }))

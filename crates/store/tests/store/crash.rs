@@ -151,6 +151,7 @@ fn sigkill_mid_batch_loses_no_acknowledged_submission() {
             id: *id,
             journal_seq: meta.journal_seq,
             arrival_seq: meta.arrival_seq,
+            effect: None,
         })
         .expect("receipt");
         assert_eq!(meta.receipt, expected);

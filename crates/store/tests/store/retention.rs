@@ -139,6 +139,7 @@ async fn holds_and_reviews_are_journaled_and_reindexed() {
         .review(
             id(2),
             dl(date!(2027 - 07 - 01), date!(2031 - 01 - 01)),
+            None,
             draft(Operation::Review),
         )
         .await
@@ -157,6 +158,7 @@ async fn holds_and_reviews_are_journaled_and_reindexed() {
         .review(
             id(77),
             dl(now().date(), now().date()),
+            None,
             draft(Operation::Review),
         )
         .await
@@ -221,6 +223,190 @@ async fn erasure_removes_key_body_and_index_with_a_tombstone_but_not_while_held(
     let store = open(dir.path());
     assert_eq!(store.inbox_envelope(id(4)).unwrap(), None);
     assert_eq!(store.outbox_envelope(id(1)).unwrap(), Some(env(1)));
+}
+
+#[tokio::test]
+async fn a_delivered_record_is_erased_only_with_its_notice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    fill(&store).await;
+    store
+        .mark_delivered(id(2), b"receipt", now(), draft(Operation::Disclose))
+        .await
+        .expect("delivered");
+    let before = journal(&store).len();
+    let err = store
+        .erase(id(2), draft(Operation::Erase), |_| Ok(()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoticeNeeded { .. }), "{err}");
+    assert_eq!(
+        journal(&store).len(),
+        before,
+        "nothing erased without its notice"
+    );
+    assert_eq!(store.outbox_envelope(id(2)).unwrap(), Some(env(2)));
+
+    let mut notice = outgoing(90, "cuta");
+    notice.class = "erasure-notice".into();
+    let sub = store
+        .prepare_submission(
+            notice,
+            Some(dl(date!(2027 - 05 - 01), date!(2029 - 01 - 01))),
+            &env(90),
+            draft(Operation::Collect),
+        )
+        .expect("prepared");
+    let erased = store
+        .erase_notifying(id(2), draft(Operation::Erase), |_| Ok(()), Some(&sub))
+        .await
+        .expect("erased with its notice");
+    assert_eq!(erased.notice_seq, Some(erased.journal_seq + 1));
+    assert_eq!(store.outbox_envelope(id(2)).unwrap(), None);
+    assert_eq!(store.outbox_envelope(id(90)).unwrap(), Some(env(90)));
+    assert!(store.pending().unwrap().iter().any(|(i, _)| *i == id(90)));
+    // A record never delivered needs no notice: it will never be sent.
+    let erased = store
+        .erase_notifying(id(3), draft(Operation::Erase), |_| Ok(()), Some(&sub))
+        .await
+        .expect("erased");
+    assert_eq!(erased.notice_seq, None);
+    store.verify_journal().expect("journal verifies");
+}
+
+#[tokio::test]
+async fn an_erasure_order_from_the_sender_erases_or_is_held_and_is_told() {
+    use pons_core::Effect;
+    use pons_store::EraseOrder;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    fill(&store).await; // inbox 4 and 5 from vaa
+    store
+        .hold_add(id(5), hold("inquiry 12"), draft(Operation::Hold))
+        .await
+        .expect("hold");
+    let order = |target: u64, from: &str| EraseOrder {
+        target: id(target),
+        from: Some(super::util::node(from)),
+        why: format!("erasure notice from {from}"),
+        draft: draft(Operation::Erase),
+    };
+    let mut n = 100;
+    let mut receive = |order: EraseOrder| {
+        n += 1;
+        let mut rec = incoming(n, "vaa");
+        rec.class = "erasure-notice".into();
+        let store = &store;
+        async move {
+            let effect = std::sync::Mutex::new(None);
+            let received = store
+                .receive_ordering(
+                    rec,
+                    dl(date!(2027 - 05 - 01), date!(2029 - 01 - 01)),
+                    order,
+                    &env(n),
+                    draft(Operation::Receive),
+                    |ctx| {
+                        *effect.lock().unwrap() = ctx.effect;
+                        receipt_for(ctx)
+                    },
+                )
+                .await
+                .expect("received");
+            (received, effect.into_inner().unwrap())
+        }
+    };
+    // Another sender's order does not touch vaa's record.
+    let (_, effect) = receive(order(4, "cuta")).await;
+    assert_eq!(effect, Some(Effect::NotFound));
+    assert_eq!(store.inbox_envelope(id(4)).unwrap(), Some(env(4)));
+
+    let (_, effect) = receive(order(4, "vaa")).await;
+    assert_eq!(effect, Some(Effect::Erased));
+    assert_eq!(store.inbox_envelope(id(4)).unwrap(), None);
+    let tomb = journal(&store).pop().unwrap();
+    assert_eq!(
+        (tomb.operation, tomb.record_id, tomb.outcome),
+        (
+            Operation::Erase,
+            Some(id(4)),
+            pons_core::journal::Outcome::Success
+        )
+    );
+    let (_, effect) = receive(order(4, "vaa")).await;
+    assert_eq!(effect, Some(Effect::AlreadyErased));
+    let (_, effect) = receive(order(77, "vaa")).await;
+    assert_eq!(effect, Some(Effect::NotFound));
+
+    // Held here: kept, restricted, the order remembered and journaled as refused.
+    let (_, effect) = receive(order(5, "vaa")).await;
+    assert_eq!(effect, Some(Effect::Held));
+    assert_eq!(store.inbox_envelope(id(5)).unwrap(), Some(env(5)));
+    let entry = store.retention_get(id(5)).unwrap().unwrap();
+    assert_eq!(
+        entry.erasure_ordered.as_deref(),
+        Some("erasure notice from vaa")
+    );
+    let refused = journal(&store).pop().unwrap();
+    assert_eq!(refused.outcome, pons_core::journal::Outcome::Refused);
+    assert!(
+        refused
+            .justification
+            .as_deref()
+            .unwrap_or_default()
+            .contains("inquiry 12"),
+        "{refused:?}"
+    );
+    // Lifted: the remembered order now erases it.
+    store
+        .hold_remove(id(5), draft(Operation::Hold))
+        .await
+        .expect("lift");
+    let entry = store.retention_get(id(5)).unwrap().unwrap();
+    assert_eq!(
+        entry.erasure_ordered.as_deref(),
+        Some("erasure notice from vaa")
+    );
+    store.verify_journal().expect("journal verifies");
+}
+
+#[tokio::test]
+async fn a_rectification_and_the_erasure_of_what_it_supersedes_are_one_transaction() {
+    use pons_core::Effect;
+    use pons_store::EraseOrder;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    fill(&store).await;
+    let mut rect = outgoing(50, "cuta");
+    rect.class = "rectification".into();
+    let sub = store
+        .prepare_submission(
+            rect,
+            Some(dl(date!(2027 - 01 - 01), date!(2031 - 01 - 01))),
+            &env(50),
+            draft(Operation::Collect),
+        )
+        .expect("prepared");
+    let order = EraseOrder {
+        target: id(2),
+        from: None,
+        why: "superseded by rectification".into(),
+        draft: draft(Operation::Erase),
+    };
+    let (seq, effect) = store.rectify(&sub, &order).await.expect("rectified");
+    assert_eq!(effect, Effect::Erased);
+    assert_eq!(store.outbox_envelope(id(2)).unwrap(), None);
+    assert_eq!(store.outbox_envelope(id(50)).unwrap(), Some(env(50)));
+    let entries = journal(&store);
+    assert_eq!(entries[entries.len() - 2].seq, seq);
+    assert_eq!(entries.last().unwrap().operation, Operation::Erase);
+    // The same rectification again: refused whole, the journal unchanged.
+    let before = entries.len();
+    let err = store.rectify(&sub, &order).await.unwrap_err();
+    assert!(matches!(err, StoreError::OutboxDuplicate { .. }), "{err}");
+    assert_eq!(journal(&store).len(), before);
 }
 
 const SWEEP_CHILD_ENV: &str = "PONS_STORE_SWEEP_CHILD_DIR";
