@@ -3,7 +3,14 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::util::{example_json, example_report, ids, Federation, Init, FUR, MRR};
+use pons_core::journal::Operation;
+use pons_node::control::Request;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::util::{
+    counts, example_json, example_report, ids, journaled, Federation, Init, FUR, MRR,
+};
 
 /// adolescence sends minor-risk reports to cuta, cuta sends follow-up requests back.
 fn pair() -> Federation {
@@ -279,49 +286,88 @@ fn a_held_record_is_restricted_on_the_command_line_until_the_hold_is_lifted() {
     );
 }
 
+/// `pons retention sweep`'s output, parsed.
+fn sweep(fed: &Federation, node: &str) -> Value {
+    let config = fed.config(node).display().to_string();
+    let out = fed.pons_ok(&["retention", "sweep", "--config", &config]);
+    serde_json::from_str(&out).expect("sweep prints JSON")
+}
+
+fn review_erase(fed: &Federation, node: &str, id: &str) {
+    fed.control_ok(
+        node,
+        Request::Review {
+            id: id.into(),
+            decision: "erase".into(),
+            justification: "no longer necessary".into(),
+        },
+    );
+}
+
+/// The outbox records of `node` of `class`, as `pons outbox list` shows them.
+fn outbox_of(fed: &Federation, node: &str, class: &str) -> Vec<Value> {
+    fed.outbox_jsonl(node)
+        .into_iter()
+        .filter(|r| r["class"] == class)
+        .collect()
+}
+
+fn delivered(list: &[Value]) -> usize {
+    list.iter().filter(|r| r["state"] == "delivered").count()
+}
+
 #[test]
-fn a_review_decides_erasure_and_the_sweep_erases_on_both_nodes_with_tombstones() {
+fn an_erasure_at_the_sender_reaches_the_recipient_with_a_notice_and_its_answer() {
     let mut fed = pair();
     fed.start("adolescence");
     fed.start("cuta");
     let id = fed.submit("adolescence", "cuta", MRR, &example_report());
     let keep = fed.submit("adolescence", "cuta", MRR, &example_report());
-    fed.wait_until("both records are received", || {
-        let got = ids(&fed.inbox_jsonl("cuta"));
-        (got.contains(&id) && got.contains(&keep)).then_some(())
+    fed.wait_until("both records are delivered", || {
+        (delivered(&outbox_of(&fed, "adolescence", MRR)) == 2).then_some(())
     });
-    for node in ["adolescence", "cuta"] {
-        let config = fed.config(node).display().to_string();
-        let plan = fed.pons_ok(&["retention", "plan", "--config", &config]);
-        let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan is JSON");
-        assert_eq!(plan["erase"], serde_json::json!([]), "{node}: {plan}");
-        fed.pons_ok(&[
-            "review",
-            &id,
-            "--decision",
-            "erase",
-            "--justification",
-            "no longer necessary",
-            "--config",
-            &config,
-        ]);
-        let plan = fed.pons_ok(&["retention", "plan", "--config", &config]);
-        let plan: serde_json::Value = serde_json::from_str(&plan).expect("plan is JSON");
-        assert_eq!(plan["erase"][0]["id"], id.as_str(), "{node}: {plan}");
-        let swept = fed.pons_ok(&["retention", "sweep", "--config", &config]);
-        let swept: serde_json::Value = serde_json::from_str(&swept).expect("sweep is JSON");
-        let erased = swept["erased"].as_array().expect("erased list");
-        assert_eq!(erased.len(), 1, "{node}: {swept}");
-        assert_eq!(erased[0]["id"], id.as_str(), "{node}: {swept}");
-    }
-    let config = fed.config("cuta").display().to_string();
+    let config = fed.config("adolescence").display().to_string();
+    let plan = fed.pons_ok(&["retention", "plan", "--config", &config]);
+    let plan: Value = serde_json::from_str(&plan).expect("plan is JSON");
+    assert_eq!(plan["erase"], json!([]), "{plan}");
+    fed.pons_ok(&[
+        "review",
+        &id,
+        "--decision",
+        "erase",
+        "--justification",
+        "no longer necessary",
+        "--config",
+        &config,
+    ]);
+    let plan = fed.pons_ok(&["retention", "plan", "--config", &config]);
+    let plan: Value = serde_json::from_str(&plan).expect("plan is JSON");
+    assert_eq!(plan["erase"][0]["id"], id.as_str(), "{plan}");
+    let swept = sweep(&fed, "adolescence");
+    let erased = swept["erased"].as_array().expect("erased list");
+    assert_eq!(erased.len(), 1, "{swept}");
+    assert_eq!(erased[0]["id"], id.as_str(), "{swept}");
+    assert_eq!(erased[0]["notice"]["to"], "cuta", "{swept}");
+    let notice = erased[0]["notice"]["id"]
+        .as_str()
+        .expect("notice id")
+        .to_owned();
+
+    // The recipient erases its copy and says so in its signed receipt.
+    let shown = fed.wait_until("the notice's receipt", || {
+        let shown = fed.control_ok("adolescence", Request::OutboxShow { id: notice.clone() });
+        (shown["state"] == "delivered").then_some(shown)
+    });
+    assert_eq!(shown["receipt"]["verified"], true, "{shown}");
+    assert_eq!(shown["receipt"]["effect"]["effect"], "erased", "{shown}");
+    let cuta = fed.config("cuta").display().to_string();
     let show = |rid: &str| {
         fed.pons(&[
             "inbox",
             "show",
             rid,
             "--config",
-            &config,
+            &cuta,
             "--justification",
             "assessment",
         ])
@@ -335,13 +381,17 @@ fn a_review_decides_erasure_and_the_sweep_erases_on_both_nodes_with_tombstones()
         show(&keep).status.success(),
         "the other record is untouched"
     );
+    assert!(
+        show(&notice).status.success(),
+        "the notice itself is readable"
+    );
 
     fed.stop_all();
     for node in ["adolescence", "cuta"] {
-        let store = fed.store(node);
+        let store = fed.store_keyed(node);
         let tombstones: Vec<_> = crate::util::journal(&store)
             .into_iter()
-            .filter(|e| e.operation.as_str() == "erase")
+            .filter(|e| e.operation == Operation::Erase)
             .collect();
         assert_eq!(tombstones.len(), 1, "{node}");
         let t = &tombstones[0];
@@ -353,4 +403,227 @@ fn a_review_decides_erasure_and_the_sweep_erases_on_both_nodes_with_tombstones()
         );
         store.verify_journal().expect("journal verifies");
     }
+    let uuid = Uuid::parse_str(&id).unwrap();
+    let a = fed.store_keyed("adolescence");
+    assert!(a.outbox_envelope(uuid).unwrap().is_none());
+    assert!(a
+        .outbox_envelope(Uuid::parse_str(&keep).unwrap())
+        .unwrap()
+        .is_some());
+    drop(a);
+    let c = fed.store_keyed("cuta");
+    assert!(
+        c.inbox_envelope(uuid).unwrap().is_none(),
+        "gone even with the master key"
+    );
+    let tomb = crate::util::journal(&c)
+        .into_iter()
+        .find(|e| e.operation == Operation::Erase)
+        .unwrap();
+    assert!(
+        tomb.justification
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&format!("erasure notice {notice} from adolescence")),
+        "{tomb:?}"
+    );
+}
+
+/// Records sent, delivered, then all due for erasure at the sender; the sender is killed
+/// in the middle of its sweep. Every record is then either whole or erased with its
+/// tombstone and its notice (never half), the restarted node's sweep finishes the rest,
+/// and the recipient erases every copy: no content is left on either node.
+#[test]
+fn a_sweep_killed_mid_way_resumes_and_every_copy_is_erased_on_both_nodes() {
+    const N: usize = 300;
+    const KILL_AFTER: usize = 20;
+    let mut fed = pair();
+    fed.start("adolescence");
+    fed.start("cuta");
+    let report = std::fs::read_to_string(example_report()).unwrap();
+    let ids: Vec<String> = (0..N)
+        .map(|_| fed.submit_direct("adolescence", "cuta", MRR, &report))
+        .collect();
+    fed.wait_until("every record is delivered", || {
+        (delivered(&outbox_of(&fed, "adolescence", MRR)) == N).then_some(())
+    });
+    for id in &ids {
+        review_erase(&fed, "adolescence", id);
+    }
+    // The sweep runs in the node; the request's answer never comes, since the node dies.
+    let socket = fed
+        .config("adolescence")
+        .parent()
+        .unwrap()
+        .join("data/control.sock");
+    let sweeper = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = rt.block_on(pons_node::control::call(&socket, &Request::RetentionSweep));
+    });
+    fed.wait_until("the sweep is under way", || {
+        (fed.log("adolescence")
+            .matches("erasure notice queued")
+            .count()
+            >= KILL_AFTER)
+            .then_some(())
+    });
+    fed.kill("adolescence");
+    sweeper.join().unwrap();
+
+    let store = fed.store_keyed("adolescence");
+    let entries = crate::util::journal(&store);
+    let tombs = journaled(&entries, Operation::Erase);
+    assert!(
+        tombs.len() >= KILL_AFTER,
+        "{} erased before the kill",
+        tombs.len()
+    );
+    assert!(
+        tombs.len() < N,
+        "the sweep finished before the kill: the test proves nothing"
+    );
+    let notices = store
+        .outbox_list(&pons_store::OutboxFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.class == "erasure-notice")
+        .count();
+    assert_eq!(
+        notices,
+        tombs.len(),
+        "one notice per erasure, stored with it"
+    );
+    for id in &ids {
+        let uuid = Uuid::parse_str(id).unwrap();
+        let body = store.outbox_envelope(uuid).unwrap().is_some();
+        let entry = store.retention_get(uuid).unwrap().is_some();
+        let n = tombs.iter().filter(|t| *t == id).count();
+        assert!(
+            (body && entry && n == 0) || (!body && !entry && n == 1),
+            "{id}: half erased (body {body}, retention entry {entry}, {n} tombstones)"
+        );
+    }
+    store
+        .verify_journal()
+        .expect("journal verifies after the kill");
+    drop(store);
+
+    // Restarted, the node's scheduled sweep (at start) finishes; every notice is answered.
+    fed.start("adolescence");
+    fed.wait_until("every notice is delivered", || {
+        let list = outbox_of(&fed, "adolescence", "erasure-notice");
+        (list.len() == N && delivered(&list) == N).then_some(())
+    });
+    fed.stop_all();
+
+    let subject = &example_json()["body"]["subject"];
+    let family = subject["family_name"].as_str().unwrap().to_owned();
+    for node in ["adolescence", "cuta"] {
+        let store = fed.store_keyed(node);
+        let entries = crate::util::journal(&store);
+        let tombs = journaled(&entries, Operation::Erase);
+        let counted = counts(&tombs);
+        assert_eq!(counted.len(), N, "{node}: every record erased");
+        assert!(
+            counted.values().all(|&n| n == 1),
+            "{node}: one tombstone each"
+        );
+        for id in &ids {
+            let uuid = Uuid::parse_str(id).unwrap();
+            let body = match node {
+                "adolescence" => store.outbox_envelope(uuid).unwrap(),
+                _ => store.inbox_envelope(uuid).unwrap(),
+            };
+            assert!(body.is_none(), "{node}: {id} still readable");
+        }
+        store.verify_journal().expect("journal verifies");
+        drop(store);
+        for path in files(&node_dir(&fed, node).join("data")) {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !contains(&bytes, family.as_bytes()),
+                "{node}: {} holds the subject's name",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn pons_rectify_replaces_the_record_at_the_recipient() {
+    let mut fed = pair();
+    fed.start("adolescence");
+    fed.start("cuta");
+    let id = fed.submit("adolescence", "cuta", MRR, &example_report());
+    fed.wait_until("delivered", || {
+        (delivered(&outbox_of(&fed, "adolescence", MRR)) == 1).then_some(())
+    });
+    let mut corrected = example_json();
+    corrected["body"]["risk_level"] = json!("high");
+    corrected["body"]["statements"][0]["text"] = json!("Shared two videos calling for violence.");
+    let file = fed.write_json("corrected.json", &corrected);
+    let config = fed.config("adolescence").display().to_string();
+    let out = fed.pons_ok(&[
+        "rectify",
+        &id,
+        "--file",
+        &file.display().to_string(),
+        "--reason",
+        "the chat held two videos",
+        "--config",
+        &config,
+    ]);
+    assert!(out.contains("the original was erased"), "{out}");
+    let rect = out.lines().last().unwrap().trim().to_owned();
+    Uuid::parse_str(&rect).expect("the rectification's id is the last line");
+    let shown = fed.wait_until("the rectification's receipt", || {
+        let shown = fed.control_ok("adolescence", Request::OutboxShow { id: rect.clone() });
+        (shown["state"] == "delivered").then_some(shown)
+    });
+    assert_eq!(shown["receipt"]["effect"]["effect"], "erased", "{shown}");
+    let cuta = fed.config("cuta").display().to_string();
+    let show = |rid: &str| {
+        fed.pons(&[
+            "inbox",
+            "show",
+            rid,
+            "--config",
+            &cuta,
+            "--justification",
+            "assessment",
+        ])
+    };
+    assert_eq!(show(&id).status.code(), Some(2), "the original is gone");
+    let new = show(&rect);
+    let text = String::from_utf8_lossy(&new.stdout);
+    assert!(
+        new.status.success() && text.contains("Shared two videos") && text.contains(&id),
+        "{text}"
+    );
+
+    // Bad input changes nothing: a blank reason, a report that does not validate.
+    let before = outbox_of(&fed, "adolescence", "rectification").len();
+    let bad = fed.write_json("bad.json", &json!({ "marking": "GEHEIM" }));
+    for (file, reason, needle) in [(&file, " ", "reason"), (&bad, "x", "marking")] {
+        let out = fed.pons(&[
+            "rectify",
+            &rect,
+            "--file",
+            &file.display().to_string(),
+            "--reason",
+            reason,
+            "--config",
+            &config,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert_eq!(
+        outbox_of(&fed, "adolescence", "rectification").len(),
+        before
+    );
 }

@@ -489,6 +489,23 @@ impl Federation {
             .unwrap_or_else(|e| panic!("open the store of {node}: {e}"))
     }
 
+    /// Opens the node's store with its master key, so that bodies can be read; the node
+    /// must be stopped.
+    pub fn store_keyed(&self, node: &str) -> Store {
+        let n = self.node(node);
+        assert!(
+            n.child.is_none(),
+            "{node} must be stopped to open its store"
+        );
+        let config = pons_node::Config::load(&n.config).expect("node config");
+        let key = config.master_key.expect("pons init sets master_key");
+        let mut options = Options::default();
+        options.master_key =
+            Some(pons_node::secret::load_master_key(&key).expect("load the master key"));
+        Store::open(n.dir.join("data/db"), options)
+            .unwrap_or_else(|e| panic!("open the store of {node}: {e}"))
+    }
+
     /// Polls `check` until it returns `Some`, for at most [`DEADLINE`]; then fails saying
     /// what was awaited (and, through `Drop`, showing the node logs).
     pub fn wait_until<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {

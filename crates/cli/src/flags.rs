@@ -65,6 +65,9 @@ pub enum Command {
     Hold(crate::retention::HoldCommand),
     /// Review a record (role dpo or operator): keep it until the next review, or erase it.
     Review(crate::retention::ReviewArgs),
+    /// Correct a record this node sent (role caseworker): the full corrected report goes to
+    /// the recipient as a `rectification`; the original is erased here and there.
+    Rectify(crate::retention::RectifyArgs),
     /// Retention (role operator or dpo): plan (what would be erased or restricted, and
     /// why; changes nothing) and sweep (erase what is due).
     #[command(subcommand)]

@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::Dpo(cmd) => dpo::run(cmd),
         Command::Hold(cmd) => retention::hold(cmd),
         Command::Review(args) => retention::review(args),
+        Command::Rectify(args) => retention::rectify(args),
         Command::Retention(cmd) => retention::run(cmd),
         Command::Bench(args) => bench::run(&args),
     };

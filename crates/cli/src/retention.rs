@@ -8,7 +8,7 @@ use pons_node::control::Request;
 use serde_json::Value;
 
 use crate::client::call;
-use crate::exit::Outcome;
+use crate::exit::{Outcome, ResultExt};
 use crate::flags::ConfigArg;
 
 /// `pons hold`.
@@ -45,6 +45,21 @@ pub struct ReviewArgs {
     /// Why the record is (no longer) necessary.
     #[arg(long)]
     pub justification: String,
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+/// `pons rectify`.
+#[derive(Debug, Args)]
+pub struct RectifyArgs {
+    /// The record to correct: one this node sent.
+    pub id: String,
+    /// The full corrected report (JSON, of the original's class), as for `pons submit`.
+    #[arg(long, short = 'f')]
+    pub file: std::path::PathBuf,
+    /// What was wrong in the original.
+    #[arg(long)]
+    pub reason: String,
     #[command(flatten)]
     pub config: ConfigArg,
 }
@@ -92,6 +107,39 @@ pub fn review(args: ReviewArgs) -> Outcome {
         },
     )?;
     print(&body);
+    Ok(())
+}
+
+/// `pons rectify`: prints what was done, then the rectification's id alone on the last
+/// line (as `pons submit` does).
+pub fn rectify(args: RectifyArgs) -> Outcome {
+    let report = crate::record::read_report(&args.file)?;
+    let report = String::from_utf8(report)
+        .map_err(|_| anyhow::anyhow!("{}: report is not UTF-8 text", args.file.display()))
+        .invalid()?;
+    let body = call(
+        &args.config,
+        Request::Rectify {
+            id: args.id,
+            report,
+            reason: args.reason,
+        },
+    )?;
+    let id = body["id"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("the node answered without a record id"))?;
+    println!(
+        "rectification accepted: durable in the outbox, queued for {}; the original {} here",
+        body["to"].as_str().unwrap_or("?"),
+        match body["original_here"].as_str() {
+            Some("erased") => "was erased".to_owned(),
+            Some("held") => {
+                "is kept restricted under a legal hold, erased when it is lifted".to_owned()
+            }
+            other => format!("was {}", other.unwrap_or("?")),
+        }
+    );
+    println!("{id}");
     Ok(())
 }
 

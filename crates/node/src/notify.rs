@@ -152,14 +152,15 @@ impl Runtime {
     }
 
     /// Erase record `id` on `ground`, with the erasure notice to its recipient if it was
-    /// delivered. `check` re-decides inside the transaction.
+    /// delivered; returns the erasure and the notice's id. `check` re-decides inside the
+    /// transaction.
     pub(crate) async fn erase_with_notice(
         &self,
         entry: &pons_store::RetentionEntry,
         ground: &RetentionGround,
         draft: JournalDraft,
         check: impl Fn(&pons_store::RetentionEntry) -> Result<(), String>,
-    ) -> Result<pons_store::Erased, StoreError> {
+    ) -> Result<(pons_store::Erased, Option<Uuid>), StoreError> {
         let id = entry.id;
         let make = || {
             self.notice(
@@ -191,11 +192,15 @@ impl Runtime {
                     notice = Some(make()?);
                 }
                 Ok(erased) => {
-                    if let (Some(_), Some(n)) = (erased.notice_seq, &notice) {
-                        self.enqueue(&entry.counterpart, n.id());
-                        tracing::info!(record = %id, to = %entry.counterpart, notice = %n.id(), "erasure notice queued");
-                    }
-                    return Ok(erased);
+                    let sent = match (erased.notice_seq, &notice) {
+                        (Some(_), Some(n)) => {
+                            self.enqueue(&entry.counterpart, n.id());
+                            tracing::info!(record = %id, to = %entry.counterpart, notice = %n.id(), "erasure notice queued");
+                            Some(n.id())
+                        }
+                        _ => None,
+                    };
+                    return Ok((erased, sent));
                 }
                 Err(e) => return Err(e),
             }

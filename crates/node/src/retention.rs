@@ -383,13 +383,16 @@ impl Runtime {
                 _ => Err("no longer due for erasure".to_owned()),
             };
             match self.erase_with_notice(&entry, &ground, draft, check).await {
-                Ok(done) => erased.push(json!({
+                Ok((done, notice)) => erased.push(json!({
                     "id": id,
                     "place": done.entry.place.as_str(),
                     "class": done.entry.class,
                     "ground": ground.rule(),
                     "journal_seq": done.journal_seq,
-                    "notice_to": done.notice_seq.map(|_| done.entry.counterpart.to_string()),
+                    "notice": notice.map(|n| json!({
+                        "id": n,
+                        "to": done.entry.counterpart,
+                    })),
                 })),
                 Err(e @ (StoreError::Held { .. } | StoreError::EraseRefused { .. })) => {
                     skipped.push(json!({ "id": id, "reason": e.to_string() }))
@@ -808,7 +811,7 @@ receive = [{receive}]
         ok(&a.rt, erase_review(r1)).await;
         let swept = ok(&a.rt, Request::RetentionSweep).await;
         assert_eq!(swept["erased"][0]["id"], r1.to_string(), "{swept}");
-        assert_eq!(swept["erased"][0]["notice_to"], "cuta", "{swept}");
+        assert_eq!(swept["erased"][0]["notice"]["to"], "cuta", "{swept}");
         let notices = waiting(&a.rt, "erasure-notice");
         assert_eq!(notices.len(), 1);
         let effects = carry(&a, "adolescence", &c, &notices).await;
@@ -869,7 +872,7 @@ receive = [{receive}]
         let swept = ok(&c.rt, Request::RetentionSweep).await;
         assert_eq!(swept["erased"][0]["id"], r2.to_string(), "{swept}");
         assert!(
-            swept["erased"][0]["notice_to"].is_null(),
+            swept["erased"][0]["notice"].is_null(),
             "a recipient tells no one: {swept}"
         );
         assert!(!inbox_has_body(&c.rt, r2));
