@@ -45,6 +45,10 @@ const ROWS: &[(&str, &str)] = &[
     ("dpo-report", "journal-read"),
     ("hold", "hold (placed or lifted)"),
     ("review", "review"),
+    (
+        "rectify",
+        "collect (the rectification) and erase (the original), then the delivery's",
+    ),
     ("retention-plan", "-"),
     ("retention-sweep", "erase (per record erased)"),
     ("event: delivery, at the sender", "disclose"),
@@ -686,11 +690,91 @@ checkpoint_secs = 1
     }
 
     retention(&mut p, &id);
+    rectify(&mut p, &id);
     prune(&mut p);
 
     let rows: BTreeSet<String> = ROWS.iter().map(|(r, _)| r.to_string()).collect();
     let missing: Vec<_> = rows.difference(&p.done).collect();
     assert!(missing.is_empty(), "rows not performed: {missing:?}");
+}
+
+/// `pons rectify` of the record cuta has erased already: at the sender, the correction's
+/// `collect` and the original's `erase` (one transaction); once delivered, its `disclose`
+/// says what cuta reported, and cuta journals the `receive` (nothing left to erase there)
+/// and its feed's hand-over.
+fn rectify(p: &mut Paths, id: &str) {
+    let user = p.user.clone();
+    p.fed.stop("cuta");
+    let rect = p.ok(
+        "adolescence",
+        Request::Rectify {
+            id: id.into(),
+            report: example_json().to_string(),
+            reason: "paths: rectify".into(),
+        },
+    )["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    p.expect(
+        "rectify",
+        "adolescence",
+        &[
+            want(
+                "collect",
+                &user,
+                Some("caseworker"),
+                &format!("rectification of {id}: paths: rectify"),
+            )
+            .with("cuta")
+            .of(&rect),
+            want(
+                "erase",
+                &user,
+                Some("caseworker"),
+                "superseded by rectification*",
+            )
+            .with("cuta")
+            .of(id),
+        ],
+    );
+    p.fed.start("cuta");
+    p.fed.wait_until("the rectification is delivered", || {
+        let body = p
+            .fed
+            .control_ok("adolescence", Request::OutboxShow { id: rect.clone() });
+        (body["state"] == "delivered").then_some(())
+    });
+    let sent = p.new_entries("adolescence");
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(
+        want("disclose", "system", None, "*")
+            .with("cuta")
+            .of(&rect)
+            .matches(&sent[0])
+            && sent[0]["justification"]
+                .as_str()
+                .is_some_and(|j| j.ends_with("cuta reported: had erased its copy already")),
+        "{:#}",
+        sent[0]
+    );
+    let got = p.new_entries("cuta");
+    // The exec sink hands the rectification over as any record (its own `disclose`).
+    let received: Vec<_> = got
+        .iter()
+        .filter(|e| {
+            !(e["operation"] == "disclose"
+                && e["justification"]
+                    .as_str()
+                    .is_some_and(|j| j.starts_with("sink:")))
+        })
+        .collect();
+    assert!(
+        received.len() == 1
+            && received[0]["operation"] == "receive"
+            && received[0]["record_id"] == rect.as_str(),
+        "{got:#?}"
+    );
 }
 
 /// A prune that removes entries (everything before tomorrow, back to the latest signed

@@ -217,10 +217,13 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #cbd5e0; padd
 <section><h2>Entries by operation</h2>{ops}</section>
 <section><h2>Records overdue for review or erasure, open legal holds</h2>
 {retention}</section>
+<section><h2>Erasures in the period</h2>
+{erasures}</section>
 </body></html>
 "#,
         node = esc(&node),
         retention = retention_table(&body["retention"]),
+        erasures = erasure_table(&body["erasures"], &body["erasures_total"]),
         since = esc(&text(&body["since"])),
         until = esc(&text(&body["until"])),
         generated = esc(&text(&body["generated_at"])),
@@ -247,6 +250,43 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #cbd5e0; padd
             &counts(&body["journal_reads"])
         ),
     )
+}
+
+/// The erasures of records in the period: when, which record, on what ground; `refused`
+/// rows are erasures a legal hold stopped (the record is kept restricted).
+fn erasure_table(v: &Value, total: &Value) -> String {
+    use crate::client::text;
+    let rows = v.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        return "<p class=\"empty\">No record was erased in the period.</p>".to_owned();
+    }
+    let mut out = String::new();
+    if total.as_u64().is_some_and(|t| t > rows.len() as u64) {
+        let _ = write!(
+            out,
+            "<p class=\"note\">{} erasures; the first {} are listed (`pons journal search --operation erase` lists all).</p>",
+            text(total),
+            rows.len()
+        );
+    }
+    out.push_str(
+        "<table><tr><th>time</th><th>record</th><th>class</th><th>with</th><th>by</th><th>outcome</th><th>ground</th></tr>",
+    );
+    for r in &rows {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&text(&r["time"])),
+            esc(&text(&r["record_id"])),
+            esc(&text(&r["class"])),
+            esc(&text(&r["counterpart"])),
+            esc(&text(&r["actor"])),
+            esc(&text(&r["outcome"])),
+            esc(&text(&r["ground"])),
+        );
+    }
+    out.push_str("</table>");
+    out
 }
 
 /// The records a retention rule restricts or makes due for erasure, and those held, as of

@@ -791,6 +791,9 @@ impl Runtime {
         let mut consultations: BTreeMap<String, u64> = BTreeMap::new();
         let mut journal_reads: BTreeMap<String, u64> = BTreeMap::new();
         let mut operations: BTreeMap<&'static str, u64> = BTreeMap::new();
+        // Erasures of records and what recipients reported about theirs (LED art. 16(6)).
+        let mut erasures: Vec<Value> = Vec::new();
+        let mut erasures_total = 0u64;
         let mut entries = 0u64;
         for entry in self.store.journal_iter(0) {
             let entry = entry.map_err(store_error)?;
@@ -839,6 +842,20 @@ impl Runtime {
                     *rejections.entry(code).or_default() += 1;
                 }
                 Operation::Consult => *consultations.entry(entry.actor.clone()).or_default() += 1,
+                Operation::Erase if entry.record_id.is_some() => {
+                    erasures_total += 1;
+                    if erasures.len() < MAX_REPORT_ERASURES {
+                        erasures.push(json!({
+                            "time": format_time(entry.time),
+                            "record_id": entry.record_id,
+                            "class": entry.class,
+                            "counterpart": entry.counterpart,
+                            "actor": entry.actor,
+                            "outcome": entry.outcome.as_str(),
+                            "ground": entry.justification,
+                        }));
+                    }
+                }
                 Operation::JournalRead | Operation::Export => {
                     *journal_reads.entry(entry.actor.clone()).or_default() += 1
                 }
@@ -881,9 +898,14 @@ impl Runtime {
             "journal_reads": journal_reads,
             "verification": chain,
             "retention": self.retention_report(),
+            "erasures": erasures,
+            "erasures_total": erasures_total,
         }))
     }
 }
+
+/// Most erasures listed one by one in a DPO report (all are counted).
+pub const MAX_REPORT_ERASURES: usize = 1000;
 
 // ---- retention -----------------------------------------------------------------------------
 

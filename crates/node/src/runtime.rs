@@ -815,7 +815,16 @@ impl Runtime {
             self.store.inbox_envelope(id).map_err(runtime)?,
         ) {
             (Some(m), Some(e)) => (m, e),
-            _ => {
+            (Some(_), None) => {
+                return Err(Response::invalid(
+                    format!(
+                        "record {id}: erased on this node (the journal's erase entry says \
+                         when and why); only its metadata is kept"
+                    ),
+                    vec![],
+                ))
+            }
+            (None, _) => {
                 return Err(Response::invalid(
                     format!("record {id}: not in the inbox"),
                     vec![],
