@@ -60,7 +60,12 @@ impl TestOutbox {
 }
 
 impl Outbox for TestOutbox {
+    /// As a real outbox: only a record still waiting is sent (a record enqueued again after
+    /// its receipt is not).
     async fn envelope(&self, id: RecordId) -> Option<Vec<u8>> {
+        if self.delivered.lock().expect("lock").contains_key(&id) {
+            return None;
+        }
         self.envelopes.get(&id).cloned()
     }
 
