@@ -360,6 +360,9 @@ fn an_erasure_at_the_sender_reaches_the_recipient_with_a_notice_and_its_answer()
     });
     assert_eq!(shown["receipt"]["verified"], true, "{shown}");
     assert_eq!(shown["receipt"]["effect"]["effect"], "erased", "{shown}");
+    let original = fed.control_ok("adolescence", Request::OutboxShow { id: id.clone() });
+    assert_eq!(original["erased"], true, "{original}");
+    assert_eq!(shown["erased"], false, "{shown}");
     let cuta = fed.config("cuta").display().to_string();
     let show = |rid: &str| {
         fed.pons(&[

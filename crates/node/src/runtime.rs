@@ -749,6 +749,8 @@ impl Runtime {
                 Response::invalid(format!("record {id}: not in the outbox"), vec![])
             })?;
         let mut out = outbox_summary(&record);
+        // Erased here (retention, or superseded by a rectification): only metadata is kept.
+        out["erased"] = json!(self.erased_here(id));
         if let OutboxState::Delivered { receipt, .. } = &record.state {
             // The receipt is re-verified on every show: what is displayed is what is signed.
             match Receipt::open(receipt, &self.trust, self.now()) {
