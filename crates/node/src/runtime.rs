@@ -71,7 +71,8 @@ pub struct Runtime {
     pub config: Config,
     /// The database.
     pub store: Store,
-    signer: Signer,
+    /// Shared with the store's committer thread, which makes receipts (see `accept`).
+    signer: Arc<Signer>,
     trust: Trust,
     pseudonym_key: PseudonymKey,
     clock: Clock,
@@ -103,7 +104,7 @@ impl Runtime {
         Self {
             config,
             store,
-            signer,
+            signer: Arc::new(signer),
             trust,
             pseudonym_key,
             clock,
@@ -435,12 +436,12 @@ impl Runtime {
         };
         let sender = peer.node.clone();
         let receiver = self.node().clone();
-        let signer = &self.signer;
+        let signer = Arc::clone(&self.signer);
         // The receipt names the journal entry, so it is made inside the store's
         // transaction: the record is never durable without its receipt.
         let made = self
             .store
-            .receive_retained(meta, deadlines, envelope, journal, |ctx| {
+            .receive_retained(meta, deadlines, envelope, journal, move |ctx| {
                 Receipt {
                     v: pons_core::receipt::RECEIPT_VERSION,
                     receiver: receiver.clone(),
@@ -452,7 +453,7 @@ impl Runtime {
                         journal_seq: ctx.journal_seq,
                     }],
                 }
-                .seal(signer)
+                .seal(&signer)
                 .map_err(|e| e.to_string())
             })
             .await;

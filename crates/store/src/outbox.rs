@@ -188,42 +188,44 @@ impl Store {
             &record.to,
         )?;
         let id = record.id;
-        let key = id.as_bytes();
         let body = self.seal_body(BodyTree::Outbox, id, envelope)?;
         let to = record.to.as_str().as_bytes().to_vec();
-        let (seq, ticket) = self.write(|tx| {
-            if tx.outbox.get(key)?.is_some() {
-                return abort(StoreError::OutboxDuplicate { id });
-            }
-            let entry = tx.append(&draft)?;
-            let stored = OutboxRecord {
-                id,
-                to: record.to.clone(),
-                class: record.class.clone(),
-                created: record.created,
-                subject_ref: record.subject_ref.clone(),
-                state: OutboxState::Pending,
-                attempts: 0,
-                journal_seq: entry.seq,
-            };
-            let value = codec::encode("outbox record", &stored).or_else(abort)?;
-            tx.outbox.insert(key, value)?;
-            tx.put_body(BodyTree::Outbox, id, &body)?;
-            tx.outbox_pending.insert(key, to.as_slice())?;
-            if let Some(deadlines) = deadlines {
-                tx.retention_put(&RetentionEntry {
+        // Batched: one transaction and one flush with the writes queued beside it.
+        let seq = self
+            .write_batched(move |tx| {
+                let key = id.as_bytes();
+                if tx.outbox.get(key)?.is_some() {
+                    return abort(StoreError::OutboxDuplicate { id });
+                }
+                let entry = tx.append(&draft)?;
+                let stored = OutboxRecord {
                     id,
-                    place: Place::Outbox,
+                    to: record.to.clone(),
                     class: record.class.clone(),
+                    created: record.created,
                     subject_ref: record.subject_ref.clone(),
-                    counterpart: record.to.clone(),
-                    deadlines,
-                    holds: Vec::new(),
-                })?;
-            }
-            Ok(entry.seq)
-        })?;
-        self.durable(ticket).await?;
+                    state: OutboxState::Pending,
+                    attempts: 0,
+                    journal_seq: entry.seq,
+                };
+                let value = codec::encode("outbox record", &stored).or_else(abort)?;
+                tx.outbox.insert(key, value)?;
+                tx.put_body(BodyTree::Outbox, id, &body)?;
+                tx.outbox_pending.insert(key, to.as_slice())?;
+                if let Some(deadlines) = deadlines {
+                    tx.retention_put(&RetentionEntry {
+                        id,
+                        place: Place::Outbox,
+                        class: record.class.clone(),
+                        subject_ref: record.subject_ref.clone(),
+                        counterpart: record.to.clone(),
+                        deadlines,
+                        holds: Vec::new(),
+                    })?;
+                }
+                Ok(entry.seq)
+            })
+            .await?;
         Ok(seq)
     }
 
@@ -274,35 +276,38 @@ impl Store {
                 found: draft.operation,
             });
         }
-        let key = id.as_bytes();
-        let (seq, ticket) = self.write(|tx| {
-            let Some(v) = tx.outbox.get(key)? else {
-                return abort(StoreError::OutboxNotFound { id });
-            };
-            let mut rec: OutboxRecord = codec::decode("outbox record", key, &v).or_else(abort)?;
-            if !rec.state.is_open() {
-                return abort(StoreError::InvalidTransition {
+        // Batched: one transaction and one flush with the writes queued beside it.
+        let seq = self
+            .write_batched(move |tx| {
+                let key = id.as_bytes();
+                let Some(v) = tx.outbox.get(key)? else {
+                    return abort(StoreError::OutboxNotFound { id });
+                };
+                let mut rec: OutboxRecord =
+                    codec::decode("outbox record", key, &v).or_else(abort)?;
+                if !rec.state.is_open() {
+                    return abort(StoreError::InvalidTransition {
+                        id,
+                        from: rec.state.kind(),
+                        to: state.kind(),
+                    });
+                }
+                let draft = prepare_draft(
+                    draft.clone(),
+                    operation,
                     id,
-                    from: rec.state.kind(),
-                    to: state.kind(),
-                });
-            }
-            let draft = prepare_draft(
-                draft.clone(),
-                operation,
-                id,
-                &rec.class,
-                rec.subject_ref.as_deref(),
-                &rec.to,
-            )
-            .or_else(abort)?;
-            rec.state = state.clone();
-            let value = codec::encode("outbox record", &rec).or_else(abort)?;
-            tx.outbox.insert(key, value)?;
-            tx.outbox_pending.remove(key)?;
-            Ok(tx.append(&draft)?.seq)
-        })?;
-        self.durable(ticket).await?;
+                    &rec.class,
+                    rec.subject_ref.as_deref(),
+                    &rec.to,
+                )
+                .or_else(abort)?;
+                rec.state = state.clone();
+                let value = codec::encode("outbox record", &rec).or_else(abort)?;
+                tx.outbox.insert(key, value)?;
+                tx.outbox_pending.remove(key)?;
+                Ok(tx.append(&draft)?.seq)
+            })
+            .await?;
         Ok(seq)
     }
 
