@@ -316,13 +316,16 @@ impl Store {
     /// harmless, the record stays open and is retried.
     pub fn record_attempt(&self, id: Uuid) -> Result<u32, StoreError> {
         let key = id.as_bytes();
-        let (attempts, _ticket) = self.write(|tx| {
-            let Some(v) = tx.outbox.get(key)? else {
-                return abort(StoreError::OutboxNotFound { id });
+        // One key of one tree: a compare-and-swap, atomic against every transaction (sled
+        // runs those under its global write lock), without the two log-buffer writes a sled
+        // transaction costs (issue 7).
+        loop {
+            let Some(old) = self.trees.outbox.get(key)? else {
+                return Err(StoreError::OutboxNotFound { id });
             };
-            let mut rec: OutboxRecord = codec::decode("outbox record", key, &v).or_else(abort)?;
+            let mut rec: OutboxRecord = codec::decode("outbox record", key, &old)?;
             if !rec.state.is_open() {
-                return abort(StoreError::InvalidTransition {
+                return Err(StoreError::InvalidTransition {
                     id,
                     from: rec.state.kind(),
                     to: StateKind::InFlight,
@@ -330,11 +333,17 @@ impl Store {
             }
             rec.state = OutboxState::InFlight;
             rec.attempts = rec.attempts.saturating_add(1);
-            let value = codec::encode("outbox record", &rec).or_else(abort)?;
-            tx.outbox.insert(key, value)?;
-            Ok(rec.attempts)
-        })?;
-        Ok(attempts)
+            let value = codec::encode("outbox record", &rec)?;
+            if self
+                .trees
+                .outbox
+                .compare_and_swap(key, Some(old), Some(value))?
+                .is_ok()
+            {
+                return Ok(rec.attempts);
+            }
+            // Changed since read (delivered, rejected, erased): read it again.
+        }
     }
 
     /// Every record not yet delivered or rejected, with its recipient, in id (creation) order:
