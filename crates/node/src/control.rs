@@ -5,11 +5,12 @@
 //! comes from the socket's peer credentials (`SO_PEERCRED`), never from the request: it is
 //! the actor written in the journal and it decides the caller's roles.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -302,8 +303,54 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// How long a resolved caller (user name, groups, roles) is reused for later connections
+/// from the same uid and gid: a group change on the host takes effect within this time.
+pub const CALLER_TTL: Duration = Duration::from_secs(1);
+
+/// The callers resolved recently, by (uid, gid): the user and group lookups (`getpwuid`,
+/// `getgrouplist`, one `getgrgid` per group) cost more than a small request's own work
+/// (issue 7). Entries are reused for [`CALLER_TTL`] only; the map is emptied when it holds
+/// [`CallerCache::MAX`] of them.
+struct CallerCache {
+    roles: Roles,
+    entries: Mutex<HashMap<(u32, u32), (Instant, Caller)>>,
+}
+
+impl CallerCache {
+    const MAX: usize = 1024;
+
+    fn new(roles: Roles) -> Self {
+        Self {
+            roles,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn resolve(&self, uid: u32, gid: u32) -> Caller {
+        let now = Instant::now();
+        if let Some((at, caller)) = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(uid, gid))
+        {
+            if now.duration_since(*at) < CALLER_TTL {
+                return caller.clone();
+            }
+        }
+        let caller = Caller::resolve(uid, gid, &self.roles);
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= Self::MAX {
+            entries.clear();
+        }
+        entries.insert((uid, gid), (now, caller.clone()));
+        caller
+    }
+}
+
 /// Serves requests until the listener fails; each connection runs in its own task.
 pub async fn serve<H: Handler>(listener: UnixListener, roles: Roles, handler: Arc<H>) {
+    let callers = Arc::new(CallerCache::new(roles));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -313,9 +360,9 @@ pub async fn serve<H: Handler>(listener: UnixListener, roles: Roles, handler: Ar
             }
         };
         let handler = handler.clone();
-        let roles = roles.clone();
+        let callers = Arc::clone(&callers);
         tokio::spawn(async move {
-            if let Err(e) = serve_one(stream, &roles, &*handler).await {
+            if let Err(e) = serve_one(stream, &callers, &*handler).await {
                 tracing::debug!(error = %e, "control connection ended with an error");
             }
         });
@@ -324,11 +371,11 @@ pub async fn serve<H: Handler>(listener: UnixListener, roles: Roles, handler: Ar
 
 async fn serve_one<H: Handler>(
     stream: UnixStream,
-    roles: &Roles,
+    callers: &CallerCache,
     handler: &H,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
-    let caller = Caller::resolve(cred.uid(), cred.gid(), roles);
+    let caller = callers.resolve(cred.uid(), cred.gid());
     let (read, mut write) = stream.into_split();
     let mut line = Vec::new();
     let n = BufReader::new(read)

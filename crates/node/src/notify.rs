@@ -243,13 +243,14 @@ impl Runtime {
             "delivered while being erased here; erasure notice {} follows",
             notice.id()
         ));
+        let notice_id = notice.id();
         match self
             .store
-            .mark_delivered_notifying(id, receipt, self.now(), journal, &notice)
+            .mark_delivered_notifying(id, receipt, self.now(), journal, notice)
             .await
         {
             Ok(_) => {
-                self.enqueue(peer, notice.id());
+                self.enqueue(peer, notice_id);
                 Ok(())
             }
             Err(StoreError::InvalidTransition { .. }) => Ok(()),

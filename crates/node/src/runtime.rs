@@ -82,7 +82,8 @@ pub struct Runtime {
     pub config: Config,
     /// The database.
     pub store: Store,
-    signer: Signer,
+    /// Shared with the store's committer thread, which makes receipts (see `accept`).
+    signer: Arc<Signer>,
     trust: Trust,
     pseudonym_key: PseudonymKey,
     clock: Clock,
@@ -114,7 +115,7 @@ impl Runtime {
         Self {
             config,
             store,
-            signer,
+            signer: Arc::new(signer),
             trust,
             pseudonym_key,
             clock,
@@ -469,10 +470,10 @@ impl Runtime {
         };
         let sender = peer.node.clone();
         let receiver = self.node().clone();
-        let signer = &self.signer;
+        let signer = Arc::clone(&self.signer);
         // The receipt names the journal entry, so it is made inside the store's
         // transaction: the record is never durable without its receipt.
-        let make_receipt = |ctx: &pons_store::ReceiptContext| {
+        let make_receipt = move |ctx: &pons_store::ReceiptContext| {
             Receipt {
                 v: pons_core::receipt::RECEIPT_VERSION,
                 receiver: receiver.clone(),
@@ -485,7 +486,7 @@ impl Runtime {
                     effect: ctx.effect,
                 }],
             }
-            .seal(signer)
+            .seal(&signer)
             .map_err(|e| e.to_string())
         };
         // An erasure notice or a rectification from the sender erases (or, under this

@@ -101,7 +101,8 @@ impl Store {
     /// receipt made by `make_receipt`, in one transaction; return once durable.
     ///
     /// `make_receipt` runs inside the transaction and may run more than once: it must be a
-    /// pure function of its argument (signing is). If it fails, nothing is stored. A record
+    /// pure function of its argument (signing is). It runs on the store's committer thread
+    /// (see [`Store::write_batched`]), hence `Send + 'static`. If it fails, nothing is stored. A record
     /// whose id is already in the inbox is refused with [`StoreError::AlreadyReceived`]: the
     /// caller compares digests with [`Store::lookup`] and answers with the stored receipt.
     ///
@@ -114,7 +115,7 @@ impl Store {
         make_receipt: F,
     ) -> Result<Received, StoreError>
     where
-        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
+        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String> + Send + 'static,
     {
         self.receive_inner(record, None, None, envelope, draft, make_receipt)
             .await
@@ -131,7 +132,7 @@ impl Store {
         make_receipt: F,
     ) -> Result<Received, StoreError>
     where
-        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
+        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String> + Send + 'static,
     {
         self.receive_inner(record, Some(deadlines), None, envelope, draft, make_receipt)
             .await
@@ -153,7 +154,7 @@ impl Store {
         make_receipt: F,
     ) -> Result<Received, StoreError>
     where
-        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
+        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String> + Send + 'static,
     {
         self.receive_inner(
             record,
@@ -176,7 +177,7 @@ impl Store {
         make_receipt: F,
     ) -> Result<Received, StoreError>
     where
-        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String>,
+        F: Fn(&ReceiptContext) -> Result<Vec<u8>, String> + Send + 'static,
     {
         let draft = prepare_draft(
             draft,
@@ -187,62 +188,66 @@ impl Store {
             &record.from,
         )?;
         let id = record.id;
-        let key = id.as_bytes();
         let body = self.seal_body(BodyTree::Inbox, id, envelope)?;
-        let (received, ticket) = self.write(|tx| {
-            if tx.inbox.get(key)?.is_some() {
-                return abort(StoreError::AlreadyReceived { id });
-            }
-            let entry = tx.append(&draft)?;
-            let arrival_seq = tx.next_arrival()?;
-            let effect = match &order {
-                Some(order) => Some(tx.carry_out(order)?.0),
-                None => None,
-            };
-            let ctx = ReceiptContext {
-                id,
-                journal_seq: entry.seq,
-                arrival_seq,
-                effect,
-            };
-            let receipt = match make_receipt(&ctx) {
-                Ok(r) => r,
-                Err(reason) => return abort(StoreError::Receipt { id, reason }),
-            };
-            let stored = InboxRecord {
-                id,
-                from: record.from.clone(),
-                class: record.class.clone(),
-                subject_ref: record.subject_ref.clone(),
-                received_at: record.received_at,
-                envelope_sha256: record.envelope_sha256,
-                arrival_seq,
-                journal_seq: entry.seq,
-            };
-            let value = codec::encode("inbox record", &stored).or_else(abort)?;
-            tx.inbox.insert(key, value)?;
-            tx.put_body(BodyTree::Inbox, id, &body)?;
-            tx.inbox_arrival.insert(&arrival_seq.to_be_bytes(), key)?;
-            tx.receipts.insert(key, receipt.as_slice())?;
-            if let Some(deadlines) = deadlines {
-                tx.retention_put(&RetentionEntry {
+        // Batched: one transaction and one flush with the writes queued beside it; the
+        // receipt is still made inside the transaction that stores the record, and an
+        // erase order is carried out in that same transaction.
+        let received = self
+            .write_batched(move |tx| {
+                let key = id.as_bytes();
+                if tx.inbox.get(key)?.is_some() {
+                    return abort(StoreError::AlreadyReceived { id });
+                }
+                let entry = tx.append(&draft)?;
+                let arrival_seq = tx.next_arrival()?;
+                let effect = match &order {
+                    Some(order) => Some(tx.carry_out(order)?.0),
+                    None => None,
+                };
+                let ctx = ReceiptContext {
                     id,
-                    place: Place::Inbox,
+                    journal_seq: entry.seq,
+                    arrival_seq,
+                    effect,
+                };
+                let receipt = match make_receipt(&ctx) {
+                    Ok(r) => r,
+                    Err(reason) => return abort(StoreError::Receipt { id, reason }),
+                };
+                let stored = InboxRecord {
+                    id,
+                    from: record.from.clone(),
                     class: record.class.clone(),
                     subject_ref: record.subject_ref.clone(),
-                    counterpart: record.from.clone(),
-                    deadlines,
-                    holds: Vec::new(),
-                    erasure_ordered: None,
-                })?;
-            }
-            Ok(Received {
-                journal_seq: entry.seq,
-                arrival_seq,
-                receipt,
+                    received_at: record.received_at,
+                    envelope_sha256: record.envelope_sha256,
+                    arrival_seq,
+                    journal_seq: entry.seq,
+                };
+                let value = codec::encode("inbox record", &stored).or_else(abort)?;
+                tx.inbox.insert(key, value)?;
+                tx.put_body(BodyTree::Inbox, id, &body)?;
+                tx.inbox_arrival.insert(&arrival_seq.to_be_bytes(), key)?;
+                tx.receipts.insert(key, receipt.as_slice())?;
+                if let Some(deadlines) = deadlines {
+                    tx.retention_put(&RetentionEntry {
+                        id,
+                        place: Place::Inbox,
+                        class: record.class.clone(),
+                        subject_ref: record.subject_ref.clone(),
+                        counterpart: record.from.clone(),
+                        deadlines,
+                        holds: Vec::new(),
+                        erasure_ordered: None,
+                    })?;
+                }
+                Ok(Received {
+                    journal_seq: entry.seq,
+                    arrival_seq,
+                    receipt,
+                })
             })
-        })?;
-        self.durable(ticket).await?;
+            .await?;
         Ok(received)
     }
 

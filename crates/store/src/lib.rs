@@ -17,8 +17,11 @@
 //!
 //! Writes are serialised by a mutex held for the (short) transaction only; flushing happens
 //! outside it and is shared: one flush (and, with [`Durability::FlushAndSync`], one
-//! fdatasync) runs at a time and covers every writer waiting for it — group commit.
+//! fdatasync) runs at a time and covers every writer waiting for it — group commit. The
+//! writes of the exchange's hot path go further and share the transaction itself: see
+//! [`batch`].
 
+mod batch;
 mod checkpoint;
 mod cipher;
 mod codec;
@@ -87,15 +90,30 @@ pub struct Store {
     dir: PathBuf,
     durability: Durability,
     master_key: Option<MasterKey>,
+    /// What writers and the committer thread share: transactions and durability.
+    shared: Shared,
+    /// The committer of batched writes ([`Store::write_batched`]); dropped (and joined)
+    /// with the store.
+    batcher: batch::Batcher,
+}
+
+/// The handles of one store that transactions and flushes need, shared by [`Store`] and its
+/// committer thread (each field is a reference-counted handle).
+#[derive(Clone)]
+pub(crate) struct Shared {
+    db: sled::Db,
+    trees: Trees,
+    dir: PathBuf,
     /// The sled data file, kept open for fdatasync (FlushAndSync only).
     db_file: Option<Arc<File>>,
     /// Serialises write transactions: they all touch the journal head, so running them one
     /// at a time avoids conflict retries and keeps tickets in commit order.
-    write_lock: Mutex<()>,
+    write_lock: Arc<Mutex<()>>,
     /// Number of committed write transactions (the last ticket handed out).
-    committed: AtomicU64,
-    /// Highest ticket known to be fdatasync'ed (FlushAndSync only).
-    synced: tokio::sync::Mutex<u64>,
+    committed: Arc<AtomicU64>,
+    /// Highest ticket known to be flushed (and fdatasync'ed with FlushAndSync); held while
+    /// a flush runs, so that one flush at a time covers every writer waiting.
+    synced: Arc<tokio::sync::Mutex<u64>>,
 }
 
 #[derive(Clone)]
@@ -231,16 +249,24 @@ impl Store {
                 Some(Arc::new(sync_files(&dir)?))
             }
         };
+        let shared = Shared {
+            db: db.clone(),
+            trees: trees.clone(),
+            dir: dir.clone(),
+            db_file,
+            write_lock: Arc::new(Mutex::new(())),
+            committed: Arc::new(AtomicU64::new(0)),
+            synced: Arc::new(tokio::sync::Mutex::new(0)),
+        };
+        let batcher = batch::Batcher::start(batch::Committer::new(shared.clone()))?;
         let store = Store {
             db,
             trees,
             dir,
             durability: options.durability,
             master_key: options.master_key,
-            db_file,
-            write_lock: Mutex::new(()),
-            committed: AtomicU64::new(0),
-            synced: tokio::sync::Mutex::new(0),
+            shared,
+            batcher,
         };
         store.check_head()?;
         Ok(store)
@@ -285,12 +311,57 @@ impl Store {
         &self,
         f: impl Fn(&Tx<'_>) -> TxResult<T>,
     ) -> Result<(T, u64), StoreError> {
+        match self.shared.transact(f) {
+            Ok(v) => Ok(v),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Wait until the write with `ticket` (and every write before it) is durable.
+    ///
+    /// Flushes are serialised (group commit): one flush at a time covers every write
+    /// committed before it, and writers it covered return without flushing again. The flush
+    /// itself runs on tokio's blocking pool, not through `sled::Db::flush_async`: that one
+    /// blocks a thread of sled's own small IO pool per caller until the log is written, and
+    /// the log write is queued on that same pool, so a few dozen concurrent writers starve it
+    /// and the node deadlocks (seen in the end-to-end tests with 1,000 records). The flush
+    /// and the fdatasync run in one blocking task: one hand-over per group, not two.
+    pub(crate) async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
+        let mut synced = self.shared.synced.lock().await;
+        if *synced >= ticket {
+            // Another writer's flush already covered this write (group commit).
+            return Ok(());
+        }
+        let shared = self.shared.clone();
+        let target = tokio::task::spawn_blocking(move || shared.flush_and_sync())
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        *synced = target;
+        Ok(())
+    }
+
+    /// Flush everything written so far (and fdatasync with [`Durability::FlushAndSync`]).
+    /// The write methods already do this; it is for shutdown and for `record_attempt`.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.durable(self.shared.committed.load(Ordering::SeqCst))
+            .await
+    }
+}
+
+impl Shared {
+    /// Run `f` as one transaction over every tree, under the write lock; its value and the
+    /// commit's durability ticket.
+    fn transact<T, E>(
+        &self,
+        f: impl Fn(&Tx<'_>) -> Result<T, ConflictableTransactionError<E>>,
+    ) -> Result<(T, u64), TransactionError<E>> {
         let t = &self.trees;
         let _guard = self
             .write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let result = (
+        let value = (
             &t.outbox,
             &t.outbox_body,
             &t.outbox_pending,
@@ -321,56 +392,37 @@ impl Store {
                     retention: rt,
                     deadlines: dl,
                 })
-            });
-        let value = match result {
-            Ok(v) => v,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        };
+            })?;
         // Taken under the lock, so tickets are in commit order.
         let ticket = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
         Ok((value, ticket))
     }
 
-    /// Wait until the write with `ticket` (and every write before it) is durable.
-    ///
-    /// Flushes are serialised (group commit): one flush at a time covers every write
-    /// committed before it, and writers it covered return without flushing again. The flush
-    /// itself runs on tokio's blocking pool, not through `sled::Db::flush_async`: that one
-    /// blocks a thread of sled's own small IO pool per caller until the log is written, and
-    /// the log write is queued on that same pool, so a few dozen concurrent writers starve it
-    /// and the node deadlocks (seen in the end-to-end tests with 1,000 records).
-    pub(crate) async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
-        let mut synced = self.synced.lock().await;
-        if *synced >= ticket {
-            // Another writer's flush already covered this write (group commit).
-            return Ok(());
-        }
+    /// Flush sled's log (and fdatasync its file with FlushAndSync), blocking; returns the
+    /// last ticket committed before the flush began, which the flush made durable. Callers
+    /// hold `synced`.
+    fn flush_and_sync(&self) -> Result<u64, StoreError> {
         // Every ticket <= target has committed, so the flush below makes it stable.
         let target = self.committed.load(Ordering::SeqCst);
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        self.db.flush()?;
         if let Some(file) = &self.db_file {
-            let file = Arc::clone(file);
-            let path = self.dir.join("db");
-            tokio::task::spawn_blocking(move || file.sync_data())
-                .await
-                .map_err(|e| StoreError::Task(e.to_string()))?
-                .map_err(|source| StoreError::Io {
-                    path: path.display().to_string(),
-                    source,
-                })?;
+            file.sync_data().map_err(|source| StoreError::Io {
+                path: self.dir.join("db").display().to_string(),
+                source,
+            })?;
         }
-        *synced = target;
-        Ok(())
+        Ok(target)
     }
 
-    /// Flush everything written so far (and fdatasync with [`Durability::FlushAndSync`]).
-    /// The write methods already do this; it is for shutdown and for `record_attempt`.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.durable(self.committed.load(Ordering::SeqCst)).await
+    /// Make the write with `ticket` durable from a thread outside the async runtime (the
+    /// committer's), sharing the flush with [`Store::durable`].
+    fn sync_through(&self, ticket: u64) -> Result<(), StoreError> {
+        let mut synced = self.synced.blocking_lock();
+        if *synced >= ticket {
+            return Ok(());
+        }
+        *synced = self.flush_and_sync()?;
+        Ok(())
     }
 }
 

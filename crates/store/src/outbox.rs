@@ -247,9 +247,8 @@ impl Store {
         draft: JournalDraft,
     ) -> Result<JournalSeq, StoreError> {
         let sub = self.prepare_submission(record, deadlines, envelope, draft)?;
-        let (seq, ticket) = self.write(|tx| tx.submit(&sub))?;
-        self.durable(ticket).await?;
-        Ok(seq)
+        // Batched: one transaction and one flush with the writes queued beside it.
+        self.write_batched(move |tx| tx.submit(&sub)).await
     }
 
     /// Checks a new outbox record and encrypts its body, outside any transaction, so that
@@ -305,7 +304,7 @@ impl Store {
         receipt: &[u8],
         at: OffsetDateTime,
         draft: JournalDraft,
-        notice: &Submission,
+        notice: Submission,
     ) -> Result<JournalSeq, StoreError> {
         let state = OutboxState::Delivered {
             receipt: receipt.to_vec(),
@@ -339,7 +338,7 @@ impl Store {
         state: OutboxState,
         operation: Operation,
         draft: JournalDraft,
-        notice: Option<&Submission>,
+        notice: Option<Submission>,
     ) -> Result<JournalSeq, StoreError> {
         if draft.operation != operation {
             return Err(StoreError::WrongOperation {
@@ -347,39 +346,42 @@ impl Store {
                 found: draft.operation,
             });
         }
-        let key = id.as_bytes();
-        let (seq, ticket) = self.write(|tx| {
-            let Some(v) = tx.outbox.get(key)? else {
-                return abort(StoreError::OutboxNotFound { id });
-            };
-            let mut rec: OutboxRecord = codec::decode("outbox record", key, &v).or_else(abort)?;
-            if !rec.state.is_open() {
-                return abort(StoreError::InvalidTransition {
+        // Batched: one transaction and one flush with the writes queued beside it.
+        let seq = self
+            .write_batched(move |tx| {
+                let key = id.as_bytes();
+                let Some(v) = tx.outbox.get(key)? else {
+                    return abort(StoreError::OutboxNotFound { id });
+                };
+                let mut rec: OutboxRecord =
+                    codec::decode("outbox record", key, &v).or_else(abort)?;
+                if !rec.state.is_open() {
+                    return abort(StoreError::InvalidTransition {
+                        id,
+                        from: rec.state.kind(),
+                        to: state.kind(),
+                    });
+                }
+                let draft = prepare_draft(
+                    draft.clone(),
+                    operation,
                     id,
-                    from: rec.state.kind(),
-                    to: state.kind(),
-                });
-            }
-            let draft = prepare_draft(
-                draft.clone(),
-                operation,
-                id,
-                &rec.class,
-                rec.subject_ref.as_deref(),
-                &rec.to,
-            )
-            .or_else(abort)?;
-            rec.state = state.clone();
-            let value = codec::encode("outbox record", &rec).or_else(abort)?;
-            tx.outbox.insert(key, value)?;
-            tx.outbox_pending.remove(key)?;
-            let seq = tx.append(&draft)?.seq;
-            if let Some(notice) = notice {
-                tx.submit(notice)?;
-            }
-            Ok(seq)
-        })?;
-        self.durable(ticket).await?;
+                    &rec.class,
+                    rec.subject_ref.as_deref(),
+                    &rec.to,
+                )
+                .or_else(abort)?;
+                rec.state = state.clone();
+                let value = codec::encode("outbox record", &rec).or_else(abort)?;
+                tx.outbox.insert(key, value)?;
+                tx.outbox_pending.remove(key)?;
+                let seq = tx.append(&draft)?.seq;
+                if let Some(notice) = &notice {
+                    tx.submit(notice)?;
+                }
+                Ok(seq)
+            })
+            .await?;
         Ok(seq)
     }
 
@@ -388,13 +390,16 @@ impl Store {
     /// harmless, the record stays open and is retried.
     pub fn record_attempt(&self, id: Uuid) -> Result<u32, StoreError> {
         let key = id.as_bytes();
-        let (attempts, _ticket) = self.write(|tx| {
-            let Some(v) = tx.outbox.get(key)? else {
-                return abort(StoreError::OutboxNotFound { id });
+        // One key of one tree: a compare-and-swap, atomic against every transaction (sled
+        // runs those under its global write lock), without the two log-buffer writes a sled
+        // transaction costs (issue 7).
+        loop {
+            let Some(old) = self.trees.outbox.get(key)? else {
+                return Err(StoreError::OutboxNotFound { id });
             };
-            let mut rec: OutboxRecord = codec::decode("outbox record", key, &v).or_else(abort)?;
+            let mut rec: OutboxRecord = codec::decode("outbox record", key, &old)?;
             if !rec.state.is_open() {
-                return abort(StoreError::InvalidTransition {
+                return Err(StoreError::InvalidTransition {
                     id,
                     from: rec.state.kind(),
                     to: StateKind::InFlight,
@@ -402,11 +407,17 @@ impl Store {
             }
             rec.state = OutboxState::InFlight;
             rec.attempts = rec.attempts.saturating_add(1);
-            let value = codec::encode("outbox record", &rec).or_else(abort)?;
-            tx.outbox.insert(key, value)?;
-            Ok(rec.attempts)
-        })?;
-        Ok(attempts)
+            let value = codec::encode("outbox record", &rec)?;
+            if self
+                .trees
+                .outbox
+                .compare_and_swap(key, Some(old), Some(value))?
+                .is_ok()
+            {
+                return Ok(rec.attempts);
+            }
+            // Changed since read (delivered, rejected, erased): read it again.
+        }
     }
 
     /// Every record not yet delivered or rejected, with its recipient, in id (creation) order:
