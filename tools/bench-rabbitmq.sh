@@ -84,10 +84,17 @@ loopback_users.guest = true
 EOF
 
 SERVER_PID=""
+# The Erlang node starts epmd (the port mapper) if none runs; stop it afterwards only then.
+EPMD_WAS_RUNNING=""
+if pgrep -x epmd >/dev/null 2>&1; then EPMD_WAS_RUNNING=yes; fi
 cleanup() {
     if [[ -n "$SERVER_PID" ]]; then
         "$CTL" -n "$NODE" stop >/dev/null 2>&1 || kill "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ -z "$EPMD_WAS_RUNNING" ]]; then
+        # Refused by epmd while another Erlang node is registered: then it stays.
+        epmd -kill >/dev/null 2>&1 || true
     fi
     rm -rf "$DIR"
 }
@@ -96,7 +103,17 @@ trap cleanup EXIT
 echo "bench-rabbitmq: starting $NODE on 127.0.0.1:$PORT, data in $DIR" >&2
 "$SERVER" > "$DIR/log/server.out" 2>&1 &
 SERVER_PID=$!
-if ! "$CTL" -n "$NODE" await_startup --timeout 120 >/dev/null 2>&1; then
+# await_startup fails at once while the Erlang node is not up yet: try again for 2 minutes.
+started=""
+for _ in $(seq 1 120); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then break; fi
+    if "$CTL" -n "$NODE" await_startup --timeout 5 >/dev/null 2>&1; then
+        started=yes
+        break
+    fi
+    sleep 1
+done
+if [[ -z "$started" ]]; then
     echo "bench-rabbitmq: the node did not start; its output:" >&2
     tail -n 40 "$DIR/log/server.out" >&2
     exit 1

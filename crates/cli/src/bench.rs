@@ -186,6 +186,7 @@ pub fn run(args: &BenchArgs) -> Outcome {
                 temp.path(),
                 &args.sweep_records,
                 args.sweep_expiring,
+                args.sweep_scattered,
                 !args.no_sync,
             )?;
             if args.json {

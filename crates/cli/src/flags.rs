@@ -122,6 +122,9 @@ pub struct BenchArgs {
     /// sweep: how many of the stored records are due for erasure, in every store.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub sweep_expiring: usize,
+    /// sweep: spread the due records over the whole store instead of making the oldest due.
+    #[arg(long)]
+    pub sweep_scattered: bool,
 }
 
 /// `pons bench --scenario`.

@@ -148,6 +148,10 @@ fn fan_in_json_counts_every_sender_and_its_memory() {
         assert!(number(&v, key) > 0.0, "{key} is not positive: {v:#}");
     }
     assert!(number(&v, "rss_per_sender_bytes") >= 0.0, "{v:#}");
+    // Delivery errors are counted (retried until delivered); one is shown when there are any.
+    let errors = number(&v, "senders_with_errors");
+    assert!((0.0..=3.0).contains(&errors), "{v:#}");
+    assert_eq!(v["sample_error"].is_string(), errors > 0.0, "{v:#}");
     assert!(number(&v, "peak_rss_bytes") >= number(&v, "rss_connected_bytes"));
     let lat = &v["latency_ms"];
     assert!(number(lat, "p50") <= number(lat, "max"), "{lat}");
@@ -155,14 +159,25 @@ fn fan_in_json_counts_every_sender_and_its_memory() {
 
 #[test]
 fn sweep_json_erases_exactly_the_due_records_at_each_size() {
-    let v = bench_json(&[
-        "--scenario",
-        "sweep",
-        "--sweep-records",
-        "1200,300",
-        "--sweep-expiring",
-        "40",
-    ]);
+    for scattered in [false, true] {
+        let mut args = vec![
+            "--scenario",
+            "sweep",
+            "--sweep-records",
+            "1200,300",
+            "--sweep-expiring",
+            "40",
+        ];
+        if scattered {
+            args.push("--sweep-scattered");
+        }
+        let v = bench_json(&args);
+        assert_eq!(v["scattered"], scattered);
+        check_sweep(&v);
+    }
+}
+
+fn check_sweep(v: &Value) {
     let cases = v["cases"].as_array().expect("cases");
     // Smallest first, whatever the order asked.
     let stored: Vec<_> = cases
@@ -173,11 +188,18 @@ fn sweep_json_erases_exactly_the_due_records_at_each_size() {
     for c in cases {
         assert_eq!(c["expiring"], 40, "{c}");
         assert_eq!(c["erased"], 40, "{c}");
-        for key in ["sweep_s", "load_s", "store_bytes", "erased_per_s"] {
+        for key in [
+            "sweep_s",
+            "index_read_s",
+            "load_s",
+            "store_bytes",
+            "erased_per_s",
+        ] {
             assert!(number(c, key) > 0.0, "{key} is not positive: {c}");
         }
     }
-    assert!(number(&v, "sweep_time_ratio") > 0.0, "{v:#}");
+    assert!(number(v, "sweep_time_ratio") > 0.0, "{v:#}");
+    assert!(number(v, "index_read_ratio") > 0.0, "{v:#}");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! Each sender's store is a sled database with sled's default cache (pons-store exposes no
 //! cache setting), so that figure includes what sled keeps per database.
 
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::measure::{self, current_rss, percentiles, Percentiles, Usage};
-use super::{delivered_times, free_port, ms, padded_report, start, submit, wait_delivered};
+use super::{delivered_times, ms, padded_report, start, submit, wait_delivered};
 use super::{NodeTask, Submitted};
 use crate::flags::{BenchArgs, InitArgs};
 use crate::pki::make_dev_federation;
@@ -81,6 +82,11 @@ pub struct FanInReport {
     pub sender_data_dir_bytes: f64,
     /// The receiver's data directory after the run, bytes.
     pub receiver_data_dir_bytes: u64,
+    /// Senders whose status shows a delivery error since start (each was retried, after a
+    /// backoff, until delivered).
+    pub senders_with_errors: usize,
+    /// One of those errors, as the sender's status reports it.
+    pub sample_error: Option<String>,
 }
 
 struct Node {
@@ -101,10 +107,18 @@ pub fn run(dir: &Path, args: &BenchArgs) -> anyhow::Result<FanInReport> {
     all.push(receiver.clone());
     make_dev_federation(&certs, &all, "pons.example", KeyAlgorithm::Ed25519, true)?;
 
-    let receiver_port = free_port()?;
-    let ports: Vec<u16> = (0..senders)
-        .map(|_| free_port())
+    // Every socket is held until all ports are known: ports picked one at a time and
+    // released at once can repeat (with 201 of them, they often do).
+    let held: Vec<UdpSocket> = (0..=senders)
+        .map(|_| UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .context("cannot pick the nodes' ports")?;
+    let mut ports: Vec<u16> = held
+        .iter()
+        .map(|s| s.local_addr().map(|a| a.port()))
         .collect::<Result<_, _>>()?;
+    drop(held);
+    let receiver_port = ports.pop().expect("senders + 1 ports");
     let init = |id: &str, port: u16, peers: Vec<String>, send: Vec<String>, receive| {
         crate::init::make(&InitArgs {
             node_id: id.into(),
@@ -220,9 +234,13 @@ pub fn run(dir: &Path, args: &BenchArgs) -> anyhow::Result<FanInReport> {
         rss_after_bytes: m.rss_after,
         rss_per_sender_bytes: m.rss_connected.saturating_sub(m.rss_receiver) as f64
             / senders as f64,
-        peak_rss_bytes: m.after.peak_rss,
+        // ru_maxrss and VmRSS are kept by different counters: the peak is never below a
+        // resident size this run read.
+        peak_rss_bytes: m.after.peak_rss.max(m.rss_after).max(m.rss_connected),
         sender_data_dir_bytes: sender_bytes as f64 / senders as f64,
         receiver_data_dir_bytes: measure::dir_size(&receiver_dir),
+        senders_with_errors: m.errors.len(),
+        sample_error: m.errors.into_iter().next(),
     })
 }
 
@@ -238,6 +256,7 @@ struct Measured {
     rss_idle: u64,
     rss_connected: u64,
     rss_after: u64,
+    errors: Vec<String>,
 }
 
 /// Warms every sender up, submits the records through the senders in turn, waits for every
@@ -323,6 +342,15 @@ async fn drive(
             submit_ms.push(ms(s.returned - s.started).max(0.0));
         }
     }
+    let mut errors = Vec::new();
+    for node in nodes {
+        let status = super::ok(
+            pons_node::control::call(&node.socket, &pons_node::control::Request::Status).await?,
+        )?;
+        if let Some(e) = status["peers"][0]["last_error"].as_str() {
+            errors.push(e.to_owned());
+        }
+    }
     let elapsed = match (first, last) {
         (Some(f), Some(l)) => Duration::try_from(l - f).unwrap_or(wall),
         _ => wall,
@@ -338,6 +366,7 @@ async fn drive(
         rss_idle,
         rss_connected,
         rss_after,
+        errors,
     })
 }
 
@@ -379,6 +408,12 @@ pub fn print_table(r: &FanInReport, dir: &Path) {
         r.cpu_s_per_record * 1e6,
         r.cpu_utilisation * 100.0
     );
+    if let Some(e) = &r.sample_error {
+        println!(
+            "  senders with a delivery error {:>9}   (retried until delivered), e.g. {e}",
+            r.senders_with_errors
+        );
+    }
     println!();
     println!("memory (resident size of the whole process)");
     println!(

@@ -5,14 +5,20 @@
 //! stores them: record, body encrypted under the master key, receipt, `receive` journal
 //! entry, retention entry and its index keys, in one transaction each). E of them
 //! (`--sweep-expiring`, default 1,000) are past their erasure date on the injected clock's
-//! day; the others are kept for years. Then the store is reopened as a node opens it
-//! (`[storage] sync = true` unless `--no-sync`) and the node's own sweep,
-//! `pons_node::runtime::Runtime::sweep`, erases the E due records, each in its own durable
-//! transaction with its tombstone journal entry.
+//! day; the others are kept for years. The due ones are the E oldest (received first, as
+//! records of one class fall due in the order they arrived), or with `--sweep-scattered`
+//! one in every S/E records across the whole store (the worst case for locality: every
+//! erasure touches pages no other erasure touches).
+//!
+//! Then the store is reopened as a node opens it (`[storage] sync = true` unless
+//! `--no-sync`), twice: once to time the index read alone (`Store::due` for erasure and
+//! review dates up to today, what the sweep reads first), and once, with sled's cache cold
+//! again, for the node's own sweep, `pons_node::runtime::Runtime::sweep`, which erases the E
+//! due records, each in its own durable transaction with its tombstone journal entry.
 //!
 //! The sweep reads the deadline index up to today, not the store, so its time should depend
-//! on E, not on S: the figure to read is the ratio of the largest store's sweep time to the
-//! smallest's.
+//! on E, not on S: the figures to read are the ratios of the largest store's index read and
+//! sweep times to the smallest's.
 //!
 //! Loading is not what is measured, and it is made fast the ordinary way: the store is opened
 //! with `Durability::Flush` (sled's flush, no fdatasync) and [`LOADERS`] tasks write at once,
@@ -66,6 +72,9 @@ pub struct SweepCase {
     pub load_records_per_s: f64,
     /// Reopening the loaded store as a node does, seconds.
     pub open_s: f64,
+    /// `Store::due` for erasure and review dates up to today on a freshly opened store:
+    /// the index read that starts a sweep, seconds.
+    pub index_read_s: f64,
     /// `Runtime::sweep`, from the index read to the last erasure made durable, seconds.
     pub sweep_s: f64,
     /// Records erased per second of sweep.
@@ -83,11 +92,16 @@ pub struct SweepReport {
     pub envelope_bytes: usize,
     /// Whether the sweep's store fdatasyncs each erasure (`[storage] sync`).
     pub sync: bool,
+    /// Whether the due records are spread over the whole store (`--sweep-scattered`)
+    /// rather than the oldest.
+    pub scattered: bool,
     /// One case per store size, smallest first.
     pub cases: Vec<SweepCase>,
     /// The largest store's sweep time over the smallest's (close to 1 when the sweep's cost
     /// is what is due, not what is stored).
     pub sweep_time_ratio: f64,
+    /// The largest store's index read time over the smallest's.
+    pub index_read_ratio: f64,
 }
 
 /// Runs one case per size in `sizes` (each with `expiring` records due), in stores under
@@ -96,6 +110,7 @@ pub fn run(
     dir: &Path,
     sizes: &[usize],
     expiring: usize,
+    scattered: bool,
     sync: bool,
 ) -> anyhow::Result<SweepReport> {
     ensure!(!sizes.is_empty(), "--sweep-records: give at least one size");
@@ -115,23 +130,34 @@ pub fn run(
     let mut cases = Vec::new();
     for stored in sizes {
         let path = dir.join(format!("sweep-{stored}"));
-        let case = runtime.block_on(one(&path, stored, expiring, sync));
+        let case = runtime.block_on(one(&path, stored, expiring, scattered, sync));
         let _ = std::fs::remove_dir_all(&path);
         cases.push(case.with_context(|| format!("sweep with {stored} stored records"))?);
     }
-    let first = cases.first().map_or(0.0, |c| c.sweep_s);
-    let last = cases.last().map_or(0.0, |c| c.sweep_s);
+    drop(runtime);
+    let ratio = |f: fn(&SweepCase) -> f64| match (cases.first(), cases.last()) {
+        (Some(a), Some(b)) if f(a) > 0.0 => f(b) / f(a),
+        _ => 0.0,
+    };
     Ok(SweepReport {
         envelope_bytes: ENVELOPE_BYTES,
         sync,
-        sweep_time_ratio: if first > 0.0 { last / first } else { 0.0 },
+        scattered,
+        sweep_time_ratio: ratio(|c| c.sweep_s),
+        index_read_ratio: ratio(|c| c.index_read_s),
         cases,
     })
 }
 
 /// Loads `stored` records into a new store at `path`, `expiring` of them due today, and
 /// sweeps.
-async fn one(path: &Path, stored: usize, expiring: usize, sync: bool) -> anyhow::Result<SweepCase> {
+async fn one(
+    path: &Path,
+    stored: usize,
+    expiring: usize,
+    scattered: bool,
+    sync: bool,
+) -> anyhow::Result<SweepCase> {
     let now = OffsetDateTime::now_utc();
     let today = now.date();
     let master = MasterKey::generate()?;
@@ -143,7 +169,12 @@ async fn one(path: &Path, stored: usize, expiring: usize, sync: bool) -> anyhow:
     options.master_key = Some(master.clone());
     let store = Arc::new(Store::open(path, options).context("cannot open the sweep store")?);
     let clock = Instant::now();
-    load(&store, stored, expiring, today, now, &sender, &node).await?;
+    let due = DueSet {
+        stored,
+        expiring,
+        scattered,
+    };
+    load(&store, due, today, now, &sender, &node).await?;
     let load_s = clock.elapsed().as_secs_f64();
     drop(store);
     let store_bytes = measure::dir_size(path);
@@ -156,8 +187,21 @@ async fn one(path: &Path, stored: usize, expiring: usize, sync: bool) -> anyhow:
     };
     options.master_key = Some(master);
     let clock = Instant::now();
-    let store = Store::open(path, options).context("cannot reopen the sweep store")?;
+    let store = Store::open(path, options.clone()).context("cannot reopen the sweep store")?;
     let open_s = clock.elapsed().as_secs_f64();
+    let clock = Instant::now();
+    let mut found = store.due(Due::Erase, today)?;
+    found.extend(store.due(Due::Review, today)?);
+    let index_read_s = clock.elapsed().as_secs_f64();
+    // Each due record is in both lists (its review date is before its erasure date).
+    ensure!(
+        found.len() == 2 * expiring,
+        "the index lists {} due dates for {expiring} due records",
+        found.len()
+    );
+    drop(store);
+    // Opened again so that the sweep, too, starts with sled's cache empty.
+    let store = Store::open(path, options).context("cannot reopen the sweep store")?;
     let fixed = now;
     let rt = runtime(store, Arc::new(move || fixed))?;
 
@@ -184,6 +228,7 @@ async fn one(path: &Path, stored: usize, expiring: usize, sync: bool) -> anyhow:
         load_s,
         load_records_per_s: stored as f64 / load_s.max(1e-9),
         open_s,
+        index_read_s,
         sweep_s,
         erased_per_s: erased as f64 / sweep_s.max(1e-9),
         store_bytes,
@@ -191,18 +236,37 @@ async fn one(path: &Path, stored: usize, expiring: usize, sync: bool) -> anyhow:
     })
 }
 
-/// Writes records 0..stored with [`LOADERS`] concurrent writers; record i is due today when
-/// i is a multiple of stored / expiring (so the due ones are spread over the whole store).
-async fn load(
-    store: &Arc<Store>,
+/// Which records of a store are due.
+#[derive(Clone, Copy)]
+struct DueSet {
     stored: usize,
     expiring: usize,
+    scattered: bool,
+}
+
+impl DueSet {
+    /// Whether record `i` (in load order) is due today: one of the first `expiring`, or
+    /// with `scattered` one in every `stored / expiring`.
+    fn is_due(self, i: usize) -> bool {
+        if self.scattered {
+            let every = self.stored / self.expiring;
+            i.is_multiple_of(every) && i / every < self.expiring
+        } else {
+            i < self.expiring
+        }
+    }
+}
+
+/// Writes records 0..stored, in that order, with [`LOADERS`] concurrent writers.
+async fn load(
+    store: &Arc<Store>,
+    due: DueSet,
     today: Date,
     now: OffsetDateTime,
     sender: &NodeId,
     node: &NodeId,
 ) -> anyhow::Result<()> {
-    let every = stored / expiring;
+    let stored = due.stored;
     let next = Arc::new(AtomicUsize::new(0));
     let mut loaders = Vec::new();
     for _ in 0..LOADERS.min(stored) {
@@ -215,9 +279,14 @@ async fn load(
                 if i >= stored {
                     return Ok::<_, anyhow::Error>(());
                 }
-                let due = i % every == 0 && i / every < expiring;
-                let received_at = now - time::Duration::days(i as i64 % SPREAD_DAYS);
-                let deadlines = if due {
+                let is_due = due.is_due(i);
+                // Due records were received years ago; the others over the last months.
+                let received_at = if is_due {
+                    now - time::Duration::days(5 * 365)
+                } else {
+                    now - time::Duration::days(i as i64 % SPREAD_DAYS)
+                };
+                let deadlines = if is_due {
                     Deadlines {
                         review_by: today - time::Duration::days(200),
                         erase_by: today - time::Duration::days(1),
@@ -309,8 +378,13 @@ receive = [{CLASS:?}]
 /// Prints the sweep's figures as a table.
 pub fn print_table(r: &SweepReport) {
     println!(
-        "pons bench --scenario sweep: inbox records with {}-byte envelopes, sweep {}",
+        "pons bench --scenario sweep: inbox records with {}-byte envelopes, the due ones {}, sweep {}",
         r.envelope_bytes,
+        if r.scattered {
+            "spread over the store"
+        } else {
+            "the oldest"
+        },
         if r.sync {
             "durable (flush + fdatasync per erasure)"
         } else {
@@ -319,17 +393,26 @@ pub fn print_table(r: &SweepReport) {
     );
     println!();
     println!(
-        "  {:>10} {:>9} {:>10} {:>10} {:>9} {:>11} {:>9} {:>10}",
-        "stored", "expiring", "load s", "load/s", "open s", "sweep s", "erased/s", "store MiB"
+        "  {:>10} {:>9} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} {:>10}",
+        "stored",
+        "expiring",
+        "load s",
+        "load/s",
+        "open s",
+        "index s",
+        "sweep s",
+        "erased/s",
+        "store MiB"
     );
     for c in &r.cases {
         println!(
-            "  {:>10} {:>9} {:>10.1} {:>10.0} {:>9.2} {:>11.3} {:>9.0} {:>10.0}",
+            "  {:>10} {:>9} {:>8.1} {:>8.0} {:>7.2} {:>9.4} {:>9.3} {:>9.0} {:>10.0}",
             c.stored,
             c.expiring,
             c.load_s,
             c.load_records_per_s,
             c.open_s,
+            c.index_read_s,
             c.sweep_s,
             c.erased_per_s,
             c.store_bytes as f64 / (1024.0 * 1024.0)
@@ -339,8 +422,8 @@ pub fn print_table(r: &SweepReport) {
         if r.cases.len() > 1 {
             println!();
             println!(
-                "  sweep time at {} stored / at {} stored = {:.2}",
-                last.stored, first.stored, r.sweep_time_ratio
+                "  at {} stored / at {} stored: index read {:.2}, sweep {:.2}",
+                last.stored, first.stored, r.index_read_ratio, r.sweep_time_ratio
             );
         }
     }
