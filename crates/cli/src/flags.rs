@@ -77,10 +77,12 @@ pub enum Command {
 /// `pons bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// How many records to send (after one warm-up record).
+    /// How many records to send (after one warm-up record, one per sender with
+    /// `--scenario fan-in`).
     #[arg(long, default_value_t = 2000)]
     pub records: usize,
-    /// How many clients submit at the same time.
+    /// How many clients submit at the same time (with `--scenario fan-in`, record k goes
+    /// through sender k mod `--senders`).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// About how many bytes each report has (its statements are padded).
