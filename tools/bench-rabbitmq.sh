@@ -35,7 +35,7 @@ while [[ $# -gt 0 ]]; do
         --windowed) WINDOWED="$2"; shift 2 ;;
         --port) PORT="$2"; shift 2 ;;
         --dir) BASE="$2"; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "bench-rabbitmq: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
