@@ -15,10 +15,12 @@
 //! on Linux), so no polling interval limits the latencies; the poll that notices the end
 //! (every 50 ms) bounds nothing but the CPU and disk figures' window.
 
+mod fanin;
 mod feed;
 mod journal;
 mod limits;
 mod measure;
+mod sweep;
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
@@ -39,7 +41,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use crate::exit::{Outcome, ResultExt};
-use crate::flags::{BenchArgs, InitArgs};
+use crate::flags::{BenchArgs, InitArgs, Scenario};
 use crate::pki::make_dev_federation;
 
 use feed::FeedRates;
@@ -153,11 +155,46 @@ pub fn run(args: &BenchArgs) -> Outcome {
         None => builder.tempdir(),
     }
     .context("cannot make the bench directory")?;
-    let report = exchange(temp.path(), args)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report, temp.path());
+    match args.scenario {
+        Scenario::TwoNodes => {
+            let report = exchange(temp.path(), args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_table(&report, temp.path());
+            }
+        }
+        Scenario::FanIn => {
+            if args.senders == 0 {
+                return Err(anyhow!("--senders must be at least 1")).invalid();
+            }
+            let report = fanin::run(temp.path(), args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                fanin::print_table(&report, temp.path());
+            }
+        }
+        Scenario::Sweep => {
+            if args.sweep_expiring == 0 || args.sweep_records.contains(&0) {
+                return Err(anyhow!(
+                    "--sweep-records and --sweep-expiring must be at least 1"
+                ))
+                .invalid();
+            }
+            let report = sweep::run(
+                temp.path(),
+                &args.sweep_records,
+                args.sweep_expiring,
+                args.sweep_scattered,
+                !args.no_sync,
+            )?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                sweep::print_table(&report);
+            }
+        }
     }
     Ok(())
 }

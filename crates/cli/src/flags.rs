@@ -80,10 +80,12 @@ pub enum Command {
 /// `pons bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// How many records to send (after one warm-up record).
+    /// How many records to send (after one warm-up record, one per sender with
+    /// `--scenario fan-in`).
     #[arg(long, default_value_t = 2000)]
     pub records: usize,
-    /// How many clients submit at the same time.
+    /// How many clients submit at the same time (with `--scenario fan-in`, record k goes
+    /// through sender k mod `--senders`).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     /// About how many bytes each report has (its statements are padded).
@@ -106,6 +108,39 @@ pub struct BenchArgs {
     /// (survives a process crash, not a power loss), to measure what fdatasync costs.
     #[arg(long)]
     pub no_sync: bool,
+    /// What to measure: two nodes end to end with the machine's limits (default), one
+    /// receiver fed by many senders (`fan-in`), or the retention sweep against the store's
+    /// size (`sweep`).
+    #[arg(long, value_enum, default_value_t = Scenario::TwoNodes)]
+    pub scenario: Scenario,
+    /// fan-in: how many sending nodes (each with its own certificates, store and endpoint).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub senders: usize,
+    /// sweep: the store sizes to sweep, in inbox records, comma-separated.
+    #[arg(
+        long,
+        value_name = "N,..",
+        value_delimiter = ',',
+        default_values_t = [10_000, 1_000_000]
+    )]
+    pub sweep_records: Vec<usize>,
+    /// sweep: how many of the stored records are due for erasure, in every store.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub sweep_expiring: usize,
+    /// sweep: spread the due records over the whole store instead of making the oldest due.
+    #[arg(long)]
+    pub sweep_scattered: bool,
+}
+
+/// `pons bench --scenario`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Two nodes, the journal, the feed and the machine's limits.
+    TwoNodes,
+    /// One receiver, `--senders` senders, in this process.
+    FanIn,
+    /// The retention sweep at each of `--sweep-records` stored records.
+    Sweep,
 }
 
 /// `pons feed`: reads when no subcommand is given.

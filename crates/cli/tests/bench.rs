@@ -102,3 +102,124 @@ fn bench_json_has_every_figure() {
     let disk = &v["disk_write_bytes_per_record"];
     assert!(disk.is_null() || disk.is_number(), "{disk}");
 }
+
+fn bench_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_pons"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pons bench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn fan_in_json_counts_every_sender_and_its_memory() {
+    let v = bench_json(&[
+        "--scenario",
+        "fan-in",
+        "--senders",
+        "3",
+        "--records",
+        "7",
+        "--concurrency",
+        "3",
+    ]);
+    assert_eq!(v["senders"], 3);
+    // Every measured record was delivered and timed (the warm-up ones are not counted).
+    assert_eq!(v["records"], 7);
+    for key in [
+        "elapsed_s",
+        "records_per_s",
+        "cpu_s_per_record",
+        "rss_receiver_bytes",
+        "rss_idle_bytes",
+        "rss_connected_bytes",
+        "peak_rss_bytes",
+        "sender_data_dir_bytes",
+        "receiver_data_dir_bytes",
+    ] {
+        assert!(number(&v, key) > 0.0, "{key} is not positive: {v:#}");
+    }
+    assert!(number(&v, "rss_per_sender_bytes") >= 0.0, "{v:#}");
+    // Delivery errors are counted (retried until delivered); one is shown when there are any.
+    let errors = number(&v, "senders_with_errors");
+    assert!((0.0..=3.0).contains(&errors), "{v:#}");
+    assert_eq!(v["sample_error"].is_string(), errors > 0.0, "{v:#}");
+    assert!(number(&v, "peak_rss_bytes") >= number(&v, "rss_connected_bytes"));
+    let lat = &v["latency_ms"];
+    assert!(number(lat, "p50") <= number(lat, "max"), "{lat}");
+}
+
+#[test]
+fn sweep_json_erases_exactly_the_due_records_at_each_size() {
+    for scattered in [false, true] {
+        let mut args = vec![
+            "--scenario",
+            "sweep",
+            "--sweep-records",
+            "1200,300",
+            "--sweep-expiring",
+            "40",
+        ];
+        if scattered {
+            args.push("--sweep-scattered");
+        }
+        let v = bench_json(&args);
+        assert_eq!(v["scattered"], scattered);
+        check_sweep(&v);
+    }
+}
+
+fn check_sweep(v: &Value) {
+    let cases = v["cases"].as_array().expect("cases");
+    // Smallest first, whatever the order asked.
+    let stored: Vec<_> = cases
+        .iter()
+        .map(|c| c["stored"].as_u64().unwrap())
+        .collect();
+    assert_eq!(stored, [300, 1200]);
+    for c in cases {
+        assert_eq!(c["expiring"], 40, "{c}");
+        assert_eq!(c["erased"], 40, "{c}");
+        for key in [
+            "sweep_s",
+            "index_read_s",
+            "load_s",
+            "store_bytes",
+            "erased_per_s",
+        ] {
+            assert!(number(c, key) > 0.0, "{key} is not positive: {c}");
+        }
+    }
+    assert!(number(v, "sweep_time_ratio") > 0.0, "{v:#}");
+    assert!(number(v, "index_read_ratio") > 0.0, "{v:#}");
+}
+
+#[test]
+fn sweep_refuses_more_expiring_than_stored() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pons"))
+        .args([
+            "bench",
+            "--scenario",
+            "sweep",
+            "--sweep-records",
+            "10",
+            "--sweep-expiring",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--sweep-records 10: must be at least --sweep-expiring (20)"),
+        "{err}"
+    );
+}

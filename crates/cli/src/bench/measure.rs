@@ -36,6 +36,21 @@ impl Usage {
     }
 }
 
+/// The process's resident set size now (`VmRSS` of `/proc/self/status`), bytes; `None`
+/// where there is no such file.
+pub fn current_rss() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// One counter of `/proc/self/io`.
 fn proc_io(key: &str) -> Option<u64> {
     let text = std::fs::read_to_string("/proc/self/io").ok()?;
@@ -134,5 +149,9 @@ mod tests {
         let after = Usage::now().unwrap();
         assert!(after.cpu > before.cpu);
         assert!(after.peak_rss > 0);
+        // The peak, read after, is never below the resident size read before.
+        let rss = current_rss().expect("Linux has /proc/self/status");
+        let peak = Usage::now().unwrap().peak_rss;
+        assert!(rss > 0 && rss <= peak, "{rss} > {peak}");
     }
 }
