@@ -299,7 +299,8 @@ async fn an_erasure_order_from_the_sender_erases_or_is_held_and_is_told() {
         rec.class = "erasure-notice".into();
         let store = &store;
         async move {
-            let effect = std::sync::Mutex::new(None);
+            let effect = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let seen = effect.clone();
             let received = store
                 .receive_ordering(
                     rec,
@@ -307,14 +308,15 @@ async fn an_erasure_order_from_the_sender_erases_or_is_held_and_is_told() {
                     order,
                     &env(n),
                     draft(Operation::Receive),
-                    |ctx| {
-                        *effect.lock().unwrap() = ctx.effect;
+                    move |ctx| {
+                        *seen.lock().unwrap() = ctx.effect;
                         receipt_for(ctx)
                     },
                 )
                 .await
                 .expect("received");
-            (received, effect.into_inner().unwrap())
+            let effect = *effect.lock().unwrap();
+            (received, effect)
         }
     };
     // Another sender's order does not touch vaa's record.
