@@ -6,6 +6,7 @@
 //! (erasure, and restriction instead of erasure where the data must be kept as evidence),
 //! GDPR art. 5(1)(e), the Belgian law of 29 March 2024 (review at least twice a year).
 
+use futures_util::StreamExt;
 use pons_core::journal::{JournalDraft, Operation, Outcome};
 use pons_core::retention::{after_review, decide, Decision, ReviewDecision};
 use pons_core::ClassName;
@@ -361,39 +362,25 @@ impl Runtime {
         ids.extend(self.store.due(Due::Review, today)?);
         ids.sort();
         ids.dedup();
+        let mut due = Vec::new();
         for id in ids {
             let Some(entry) = self.store.retention_get(id)? else {
                 continue;
             };
-            let Decision::Erase(ground) = self.decide_entry(&entry, today) else {
-                continue;
-            };
-            let mut draft = JournalDraft::new(
-                self.now(),
-                self.node().clone(),
-                actor,
-                Operation::Erase,
-                Outcome::Success,
-            );
-            draft.role = role.clone();
-            draft.justification = Some(ground.rule());
-            draft.purpose = Some("retention: erasure".into());
-            let check = |e: &RetentionEntry| match self.decide_entry(e, today) {
-                Decision::Erase(_) => Ok(()),
-                _ => Err("no longer due for erasure".to_owned()),
-            };
-            match self.erase_with_notice(&entry, &ground, draft, check).await {
-                Ok((done, notice)) => erased.push(json!({
-                    "id": id,
-                    "place": done.entry.place.as_str(),
-                    "class": done.entry.class,
-                    "ground": ground.rule(),
-                    "journal_seq": done.journal_seq,
-                    "notice": notice.map(|n| json!({
-                        "id": n,
-                        "to": done.entry.counterpart,
-                    })),
-                })),
+            if let Decision::Erase(ground) = self.decide_entry(&entry, today) {
+                due.push((entry, ground));
+            }
+        }
+        // Each erasure is its own transaction; [`SWEEP_CONCURRENCY`] of them at a time share
+        // their flush and fdatasync (group commit), and the results keep the index's order.
+        let results: Vec<_> = futures_util::stream::iter(due)
+            .map(|(entry, ground)| self.erase_due(entry, ground, today, actor, role.clone()))
+            .buffered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, result) in results {
+            match result {
+                Ok(row) => erased.push(row),
                 Err(e @ (StoreError::Held { .. } | StoreError::EraseRefused { .. })) => {
                     skipped.push(json!({ "id": id, "reason": e.to_string() }))
                 }
@@ -405,7 +392,54 @@ impl Runtime {
         }
         Ok(json!({ "date": today.to_string(), "erased": erased, "skipped": skipped }))
     }
+
+    /// Erases one record the sweep found due, re-deciding inside its transaction; the row
+    /// of the sweep's answer.
+    async fn erase_due(
+        &self,
+        entry: RetentionEntry,
+        ground: pons_core::retention::ErasureGround,
+        today: Date,
+        actor: &str,
+        role: Option<String>,
+    ) -> (Uuid, Result<serde_json::Value, StoreError>) {
+        let id = entry.id;
+        let mut draft = JournalDraft::new(
+            self.now(),
+            self.node().clone(),
+            actor,
+            Operation::Erase,
+            Outcome::Success,
+        );
+        draft.role = role;
+        draft.justification = Some(ground.rule());
+        draft.purpose = Some("retention: erasure".into());
+        let check = |e: &RetentionEntry| match self.decide_entry(e, today) {
+            Decision::Erase(_) => Ok(()),
+            _ => Err("no longer due for erasure".to_owned()),
+        };
+        let result = self
+            .erase_with_notice(&entry, &ground, draft, check)
+            .await
+            .map(|(done, notice)| {
+                json!({
+                    "id": id,
+                    "place": done.entry.place.as_str(),
+                    "class": done.entry.class,
+                    "ground": ground.rule(),
+                    "journal_seq": done.journal_seq,
+                    "notice": notice.map(|n| json!({
+                        "id": n,
+                        "to": done.entry.counterpart,
+                    })),
+                })
+            });
+        (id, result)
+    }
 }
+
+/// Erasures a sweep runs at once, sharing their durable flush.
+pub const SWEEP_CONCURRENCY: usize = 64;
 
 /// How often the daemon sweeps. Deadlines are dates, so an hourly sweep erases a record
 /// within an hour of the day it falls due.
