@@ -209,7 +209,7 @@ impl crate::Shared {
 impl Store {
     /// Like [`Store::write`] followed by [`Store::durable`], but run by the store's committer
     /// together with every other write queued meanwhile: one sled transaction and one flush
-    /// for the whole batch (see [`batch`](self)). Returns once the write is durable.
+    /// for the whole batch (see the module `batch.rs`). Returns once the write is durable.
     ///
     /// `f` may run more than once (on a conflict, or when another closure of its batch
     /// aborts), so it must only read and write through `Tx`; it runs on the committer

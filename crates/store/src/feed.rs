@@ -144,7 +144,7 @@ impl Store {
     /// the cursor unchanged, so that a consumer may repeat an acknowledgement after a crash.
     /// `to` beyond the last arrival is refused. `draft` may run more than once, on the
     /// store's committer thread (the write shares a transaction and a flush with the others
-    /// queued beside it: [`Store::write_batched`]).
+    /// queued beside it: `Store::write_batched`).
     pub async fn feed_advance<F>(
         &self,
         sink: &str,
