@@ -135,7 +135,12 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            self.commit(batch);
+            // A closure that panics loses its batch (those writers get an error: the channel
+            // of each answer is dropped unanswered), not the store: the committer goes on.
+            let commit = std::panic::AssertUnwindSafe(|| self.commit(batch));
+            if std::panic::catch_unwind(commit).is_err() {
+                tracing::error!("a batched write panicked; its batch was not committed");
+            }
         }
     }
 
@@ -204,7 +209,7 @@ impl crate::Shared {
 impl Store {
     /// Like [`Store::write`] followed by [`Store::durable`], but run by the store's committer
     /// together with every other write queued meanwhile: one sled transaction and one flush
-    /// for the whole batch (see [`batch`](self)). Returns once the write is durable.
+    /// for the whole batch (see the module `batch.rs`). Returns once the write is durable.
     ///
     /// `f` may run more than once (on a conflict, or when another closure of its batch
     /// aborts), so it must only read and write through `Tx`; it runs on the committer
@@ -308,6 +313,21 @@ mod tests {
         assert!(answer_a.blocking_recv().unwrap().is_err());
         assert!(answer_b.blocking_recv().unwrap().is_err());
         assert_eq!(store.journal_head().unwrap().seq, 0);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_committer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let lost = store
+            .write_batched(|_tx| -> TxResult<()> { panic!("a closure that panics") })
+            .await;
+        assert!(matches!(lost, Err(StoreError::Task(_))), "{lost:?}");
+        let seq = store
+            .write_batched(|tx| Ok(tx.append(&draft("after"))?.seq))
+            .await
+            .unwrap();
+        assert_eq!(seq, 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,7 +142,9 @@ impl Store {
     ///
     /// Acknowledging what is already acknowledged (`to` ≤ cursor) writes nothing and returns
     /// the cursor unchanged, so that a consumer may repeat an acknowledgement after a crash.
-    /// `to` beyond the last arrival is refused. `draft` may run more than once.
+    /// `to` beyond the last arrival is refused. `draft` may run more than once, on the
+    /// store's committer thread (the write shares a transaction and a flush with the others
+    /// queued beside it: `Store::write_batched`).
     pub async fn feed_advance<F>(
         &self,
         sink: &str,
@@ -150,9 +152,20 @@ impl Store {
         draft: F,
     ) -> Result<FeedAdvance, StoreError>
     where
-        F: Fn(&InboxRecord) -> JournalDraft,
+        F: Fn(&InboxRecord) -> JournalDraft + Send + 'static,
     {
-        let (advance, ticket) = self.write(|tx| {
+        // The cursor only moves forward: already there now means already there in the
+        // transaction, so a repeated acknowledgement costs no transaction.
+        let cursor = self.feed_cursor(sink)?;
+        if to <= cursor {
+            return Ok(FeedAdvance {
+                cursor,
+                journal_seqs: Vec::new(),
+            });
+        }
+        let sink = sink.to_owned();
+        self.write_batched(move |tx| {
+            let sink = sink.as_str();
             let cursor = tx.feed_cursor(sink)?;
             let mut journal_seqs = Vec::new();
             if to <= cursor {
@@ -177,11 +190,8 @@ impl Store {
                 cursor: to,
                 journal_seqs,
             })
-        })?;
-        if !advance.journal_seqs.is_empty() {
-            self.durable(ticket).await?;
-        }
-        Ok(advance)
+        })
+        .await
     }
 
     /// Set the record at the sink's next position aside as a dead letter and move the
@@ -236,9 +246,10 @@ impl Store {
         if drafts.is_empty() {
             return Ok(Vec::new());
         }
-        let (seqs, ticket) = self.write(|tx| {
+        let drafts = drafts.to_vec();
+        self.write_batched(move |tx| {
             let mut seqs = Vec::with_capacity(drafts.len());
-            for d in drafts {
+            for d in &drafts {
                 let Some(id) = d.record_id else {
                     return abort(StoreError::WrongRecord {
                         expected: Uuid::nil(),
@@ -254,9 +265,8 @@ impl Store {
                 seqs.push(tx.append(d)?.seq);
             }
             Ok(seqs)
-        })?;
-        self.durable(ticket).await?;
-        Ok(seqs)
+        })
+        .await
     }
 
     /// Dead letters of `sink` (of every sink when `None`), by sink then arrival.
@@ -401,7 +411,8 @@ mod tests {
         id
     }
 
-    fn disclose(sink: &str) -> impl Fn(&InboxRecord) -> JournalDraft + '_ {
+    fn disclose(sink: &str) -> impl Fn(&InboxRecord) -> JournalDraft + Send + 'static {
+        let sink = sink.to_owned();
         move |_| {
             let mut d = JournalDraft::new(
                 t0(),

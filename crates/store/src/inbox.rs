@@ -102,7 +102,7 @@ impl Store {
     ///
     /// `make_receipt` runs inside the transaction and may run more than once: it must be a
     /// pure function of its argument (signing is). It runs on the store's committer thread
-    /// (see [`Store::write_batched`]), hence `Send + 'static`. If it fails, nothing is stored. A record
+    /// (see `Store::write_batched`), hence `Send + 'static`. If it fails, nothing is stored. A record
     /// whose id is already in the inbox is refused with [`StoreError::AlreadyReceived`]: the
     /// caller compares digests with [`Store::lookup`] and answers with the stored receipt.
     ///

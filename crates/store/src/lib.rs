@@ -19,7 +19,7 @@
 //! outside it and is shared: one flush (and, with [`Durability::FlushAndSync`], one
 //! fdatasync) runs at a time and covers every writer waiting for it — group commit. The
 //! writes of the exchange's hot path go further and share the transaction itself: see
-//! [`batch`].
+//! `batch.rs`.
 
 mod batch;
 mod checkpoint;

@@ -378,18 +378,21 @@ impl Feed {
         }
         let now = runtime.now();
         let node = runtime.node().clone();
+        let actor = actor.to_owned();
+        let role = role.map(str::to_owned);
+        let justification = format!("sink:{sink}");
         runtime
             .store
-            .feed_advance(sink, to, |rec| {
+            .feed_advance(sink, to, move |rec| {
                 let mut d = JournalDraft::new(
                     now,
                     node.clone(),
-                    actor,
+                    &actor,
                     Operation::Disclose,
                     Outcome::Success,
                 );
-                d.role = role.map(str::to_owned);
-                d.justification = Some(format!("sink:{sink}"));
+                d.role.clone_from(&role);
+                d.justification = Some(justification.clone());
                 if let Some((purpose, basis)) = bases.get(&rec.id).cloned().flatten() {
                     d.purpose = Some(purpose);
                     d.legal_basis = Some(basis);
