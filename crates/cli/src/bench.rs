@@ -80,6 +80,9 @@ pub struct BenchReport {
     pub records: usize,
     /// Concurrent submitting clients.
     pub concurrency: usize,
+    /// `--rate`: the offered load in records per second (open loop); null when the
+    /// clients submit as fast as the node answers.
+    pub offered_rate: Option<f64>,
     /// Requested record size, bytes.
     pub size: usize,
     /// Bytes of one submitted report (JSON, as the caseworker writes it).
@@ -92,7 +95,8 @@ pub struct BenchReport {
     pub elapsed_s: f64,
     /// Records per second over `elapsed_s`.
     pub records_per_s: f64,
-    /// Submit (id returned) to receipt (verified by the sender), milliseconds.
+    /// Submit (id returned) to receipt (verified by the sender), milliseconds; with
+    /// `--rate`, from the record's due time (the submit call included) to its receipt.
     pub latency_ms: Percentiles,
     /// Submit call duration (request sent to durable id returned), milliseconds.
     pub submit_ms: Percentiles,
@@ -142,11 +146,19 @@ struct Submitted {
     id: String,
     started: OffsetDateTime,
     returned: OffsetDateTime,
+    /// With `--rate`: when the record was due to be submitted.
+    due: Option<OffsetDateTime>,
 }
 
 pub fn run(args: &BenchArgs) -> Outcome {
     if args.records == 0 || args.concurrency == 0 {
         return Err(anyhow!("--records and --concurrency must be at least 1")).invalid();
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(anyhow!(
+            "--rate: must be a number of records per second above 0"
+        ))
+        .invalid();
     }
     let mut builder = tempfile::Builder::new();
     builder.prefix("pons-bench-");
@@ -353,9 +365,11 @@ async fn drive(
 
     let before = Usage::now()?;
     let clock = Instant::now();
+    let wall = OffsetDateTime::now_utc();
     let next = Arc::new(AtomicUsize::new(0));
     let report: Arc<str> = report.into();
     let mut clients = Vec::new();
+    let rate = args.rate;
     for _ in 0..args.concurrency.min(args.records) {
         let (next, report, socket) = (next.clone(), report.clone(), socket.to_owned());
         let n = args.records;
@@ -366,7 +380,17 @@ async fn drive(
                 if i >= n {
                     return Ok::<_, anyhow::Error>(mine);
                 }
-                mine.push(submit(&socket, &report, i).await?);
+                // Open loop: record i is due at i/rate, and its latency counts from then
+                // (a late start is the system's delay, not the client's).
+                let due = rate.map(|r| Duration::from_secs_f64(i as f64 / r));
+                if let Some(due) = due {
+                    tokio::time::sleep_until((clock + due).into()).await;
+                }
+                let mut s = submit(&socket, &report, i).await?;
+                if let Some(due) = due {
+                    s.due = Some(wall + due);
+                }
+                mine.push(s);
             }
         }));
     }
@@ -398,7 +422,11 @@ async fn drive(
         last = last.max(at);
         // A receipt can be verified before the submitting client has read its answer: the
         // record was on its way as soon as it was durable. Such a latency counts as zero.
-        latencies_ms.push(ms(at - s.returned).max(0.0));
+        latencies_ms.push(match s.due {
+            // Open loop: from the record's due time, the submit call included.
+            Some(due) => ms(at - due).max(0.0),
+            None => ms(at - s.returned).max(0.0),
+        });
         submit_ms.push(ms(s.returned - s.started).max(0.0));
     }
     let elapsed = Duration::try_from(last - first).unwrap_or(wall);
@@ -437,6 +465,7 @@ async fn submit(socket: &Path, report: &str, i: usize) -> anyhow::Result<Submitt
         id,
         started,
         returned,
+        due: None,
     })
 }
 
@@ -575,6 +604,7 @@ fn summarise(
     BenchReport {
         records: m.latencies_ms.len(),
         concurrency: args.concurrency,
+        offered_rate: args.rate,
         size: args.size,
         report_bytes,
         algorithm: algorithm.to_string(),
@@ -631,7 +661,12 @@ fn print_table(r: &BenchReport, dir: &Path) {
             p.p50, p.p90, p.p99, p.max
         );
     };
-    lat("submit -> receipt", &r.latency_ms);
+    if let Some(rate) = r.offered_rate {
+        println!("  offered load (open loop)   {rate:>12.0} records/s");
+        lat("due -> receipt", &r.latency_ms);
+    } else {
+        lat("submit -> receipt", &r.latency_ms);
+    }
     lat("submit call", &r.submit_ms);
     println!(
         "  CPU per record             {:>12.1} µs   ({:.0}% of {} cores)",

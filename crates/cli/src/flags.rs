@@ -88,6 +88,12 @@ pub struct BenchArgs {
     /// through sender k mod `--senders`).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
+    /// Submit at this many records per second (open loop: record i is due at
+    /// start + i/RATE, whatever the answers; at most `--concurrency` submits outstanding),
+    /// and measure the latency from each record's due time. Without it, the clients submit
+    /// as fast as the node answers (closed loop).
+    #[arg(long, value_name = "RECORDS_PER_S")]
+    pub rate: Option<f64>,
     /// About how many bytes each report has (its statements are padded).
     #[arg(long, value_name = "BYTES", default_value_t = 2048)]
     pub size: usize,
