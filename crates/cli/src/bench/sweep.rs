@@ -149,6 +149,25 @@ pub fn run(
     })
 }
 
+/// Opens the store at `path` again after it was dropped. sled releases its file lock only
+/// when its background threads have finished writing what the dropped handle left (seconds
+/// after a large load), so a lock held by this process is waited for, up to a minute.
+async fn reopen(path: &Path, options: &pons_store::Options) -> anyhow::Result<Store> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match Store::open(path, options.clone()) {
+            Ok(store) => return Ok(store),
+            Err(e)
+                if Instant::now() < deadline
+                    && e.to_string().contains("could not acquire lock") =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e).context("cannot reopen the sweep store"),
+        }
+    }
+}
+
 /// Loads `stored` records into a new store at `path`, `expiring` of them due today, and
 /// sweeps.
 async fn one(
@@ -187,7 +206,7 @@ async fn one(
     };
     options.master_key = Some(master);
     let clock = Instant::now();
-    let store = Store::open(path, options.clone()).context("cannot reopen the sweep store")?;
+    let store = reopen(path, &options).await?;
     let open_s = clock.elapsed().as_secs_f64();
     let clock = Instant::now();
     let mut found = store.due(Due::Erase, today)?;
@@ -201,7 +220,7 @@ async fn one(
     );
     drop(store);
     // Opened again so that the sweep, too, starts with sled's cache empty.
-    let store = Store::open(path, options).context("cannot reopen the sweep store")?;
+    let store = reopen(path, &options).await?;
     let fixed = now;
     let rt = runtime(store, Arc::new(move || fixed))?;
 
