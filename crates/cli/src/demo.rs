@@ -1,9 +1,11 @@
 //! `pons demo`: the main job, shown step by step.
 //!
 //! Two nodes on loopback with development certificates: the Agency for Adolescence
-//! submits minor-risk reports, CUTA receives them and answers signed receipts; CUTA is
+//! submits minor-risk reports, CUTA receives them and answers signed receipts, and CUTA's
+//! feed hands each verified record to its analysis system (a spool directory); CUTA is
 //! stopped while a report waits in the outbox and restarted; a CUTA analyst consults a
-//! record; both journals are verified and shown. The nodes are real `pons node run`
+//! record; a review erases one at the Agency, whose erasure notice makes CUTA erase its
+//! copy too; both journals are verified and shown. The nodes are real `pons node run`
 //! processes, as in production.
 
 use std::io::{BufRead, BufReader};
@@ -88,6 +90,12 @@ pub fn run(args: &DemoArgs) -> Outcome {
     .map_err(|f| f.error)?;
     let a_sock = dir.join("adolescence/data/control.sock");
     let c_sock = dir.join("cuta/data/control.sock");
+    // CUTA's analysis system takes its feed from a spool directory: one JSON file per
+    // verified record, written atomically (docs/integrating-a-feed.md).
+    let spool = dir.join("cuta/feed/analysis");
+    let mut c_text = std::fs::read_to_string(&c_conf)?;
+    c_text.push_str("\n[[sink]]\nname = \"analysis\"\nkind = \"spool\"\ndir = \"feed/analysis\"\n");
+    std::fs::write(&c_conf, c_text)?;
 
     step(
         3,
@@ -127,6 +135,15 @@ pub fn run(args: &DemoArgs) -> Outcome {
     detail(&format!(
         "CUTA inbox holds {} records (metadata only is listed; content needs a justification)",
         inbox.as_array().map_or(0, |v| v.len())
+    ));
+    let files = wait_files(&spool, ids.len())?;
+    let first: Value = serde_json::from_slice(&std::fs::read(&files[0])?)?;
+    detail(&format!(
+        "CUTA's feed ingested {} records into its analysis system ({}): each verified again \
+         ({}), handed over once, journaled as a disclosure to sink:analysis",
+        files.len(),
+        spool.display(),
+        first["verification"]["verified"]
     ));
 
     step(6, "stop CUTA; a new report waits in adolescence's outbox");
@@ -174,7 +191,51 @@ pub fn run(args: &DemoArgs) -> Outcome {
         body["risk_level"].as_str().unwrap_or("?")
     ));
 
-    step(9, "stop both nodes and verify both journals' hash chains");
+    step(
+        9,
+        "retention: a review at the Agency decides a record is no longer necessary; the sweep \
+         erases it and tells CUTA, which erases its copy (LED art. 16(6))",
+    );
+    call_socket(
+        &a_sock,
+        Request::Review {
+            id: ids[1].clone(),
+            decision: "erase".into(),
+            justification: "case closed: the minor is no longer at risk".into(),
+        },
+    )
+    .map_err(|f| f.error)?;
+    let swept = call_socket(&a_sock, Request::RetentionSweep).map_err(|f| f.error)?;
+    let notice = swept["erased"][0]["notice"]["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the sweep made no erasure notice: {swept}"))?
+        .to_owned();
+    detail(&format!(
+        "record {} erased at adolescence (data key and ciphertext, tombstone journaled); \
+         erasure notice {notice} queued for cuta",
+        ids[1]
+    ));
+    let shown = wait_delivered(&a_sock, &notice)?;
+    detail(&format!(
+        "cuta's signed receipt for the notice: {} ({})",
+        shown["receipt"]["effect"]["effect"].as_str().unwrap_or("?"),
+        shown["receipt"]["effect"]["meaning"]
+            .as_str()
+            .unwrap_or("?")
+    ));
+    let gone = call_socket(
+        &c_sock,
+        Request::InboxShow {
+            id: ids[1].clone(),
+            justification: "threat assessment TA-2026-17: check".into(),
+        },
+    );
+    match gone {
+        Err(f) => detail(&format!("at CUTA: {}", f.error)),
+        Ok(_) => return Err(anyhow!("record {} is still readable at CUTA", ids[1]).into()),
+    }
+
+    step(10, "stop both nodes and verify both journals' hash chains");
     a.stop()?;
     c.stop()?;
     for node in ["adolescence", "cuta"] {
@@ -199,13 +260,15 @@ pub fn run(args: &DemoArgs) -> Outcome {
                 e.record_id
                     .map(|r| r.to_string())
                     .unwrap_or_else(|| "-".into()),
-                match e.operation.as_str() {
-                    "collect" | "disclose" => "to",
+                match (node, e.operation.as_str()) {
+                    ("adolescence", _) | (_, "disclose") => "to",
                     _ => "from",
                 },
-                e.counterpart
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into()),
+                // A feed hand-over has no peer: its sink is in the justification.
+                e.counterpart.map(|c| c.to_string()).unwrap_or_else(|| e
+                    .justification
+                    .filter(|j| j.starts_with("sink:"))
+                    .unwrap_or_else(|| "-".into())),
             ));
         }
     }
@@ -227,6 +290,32 @@ fn step(n: u32, what: &str) {
 
 fn detail(what: &str) {
     println!("    {what}");
+}
+
+/// Waits until `dir` holds at least `n` JSON files (a spool sink's records); returns them.
+fn wait_files(dir: &Path, n: usize) -> anyhow::Result<Vec<PathBuf>> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if files.len() >= n {
+            files.sort();
+            return Ok(files);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} holds {} of {n} records after {WAIT:?}",
+                dir.display(),
+                files.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A free UDP port on 127.0.0.1 (released before the node binds it).
