@@ -528,6 +528,27 @@ receive = [{receive}]
         }
     }
 
+    /// adolescence, which sends minor-risk reports, and cuta, which receives them; their
+    /// policies name only that class.
+    fn pair(ca: &DevCa, dir: &Path, clock: &Clock) -> (Node, Node) {
+        let quote = format!("{MRR:?}");
+        let a = node(
+            ca,
+            "adolescence",
+            config("adolescence", "cuta", &quote, ""),
+            &dir.join("a"),
+            clock.clone(),
+        );
+        let c = node(
+            ca,
+            "cuta",
+            config("cuta", "adolescence", "", &quote),
+            &dir.join("c"),
+            clock.clone(),
+        );
+        (a, c)
+    }
+
     fn caller(roles: &[Role]) -> Caller {
         Caller {
             uid: 1000,
@@ -600,21 +621,7 @@ receive = [{receive}]
             Arc::new(move || *now.lock().unwrap())
         };
         let set = |t: OffsetDateTime| *now.lock().unwrap() = t;
-        let quote = format!("{MRR:?}");
-        let a = node(
-            &ca,
-            "adolescence",
-            config("adolescence", "cuta", &quote, ""),
-            &dir.path().join("a"),
-            clock.clone(),
-        );
-        let c = node(
-            &ca,
-            "cuta",
-            config("cuta", "adolescence", "", &quote),
-            &dir.path().join("c"),
-            clock.clone(),
-        );
+        let (a, c) = pair(&ca, dir.path(), &clock);
 
         // Sent and received: both sides index the record's own dates.
         let id = *a
@@ -809,21 +816,7 @@ receive = [{receive}]
         let clock: Clock = Arc::new(move || start);
         // The peers' policies list only the report class: notices and rectifications of
         // it are allowed by law (LED art. 16(6)).
-        let quote = format!("{MRR:?}");
-        let a = node(
-            &ca,
-            "adolescence",
-            config("adolescence", "cuta", &quote, ""),
-            &dir.path().join("a"),
-            clock.clone(),
-        );
-        let c = node(
-            &ca,
-            "cuta",
-            config("cuta", "adolescence", "", &quote),
-            &dir.path().join("c"),
-            clock.clone(),
-        );
+        let (a, c) = pair(&ca, dir.path(), &clock);
         let submit = || async {
             *a.rt
                 .submit(&everyone(), "cuta", MRR, &report(), None, None)

@@ -274,28 +274,23 @@ impl Feed {
                 .map_err(|e| e.to_string())?
                 .is_none()
             {
-                return Ok(json!({
-                    "format": FEED_FORMAT,
-                    "sink": sink,
-                    "cursor": rec.arrival_seq,
-                    "id": rec.id,
-                    "from": rec.from,
-                    "class": rec.class,
-                    "subject_ref": rec.subject_ref,
-                    "received_at": rfc3339(rec.received_at),
-                    "receive_journal_seq": rec.journal_seq,
-                    "envelope_sha256": hex::encode(rec.envelope_sha256),
-                    "erased": true,
-                    "verification": {
-                        "verified": false,
-                        "signer": null,
-                        "at": null,
-                        "error": "erased on this node before the sink took it",
-                    },
-                    "record": null,
-                    "receipt_base64": null,
-                    "cose_base64": null,
-                }));
+                let mut erased = Self::metadata(sink, rec);
+                erased.extend([
+                    ("erased".to_owned(), json!(true)),
+                    (
+                        "verification".to_owned(),
+                        json!({
+                            "verified": false,
+                            "signer": null,
+                            "at": null,
+                            "error": "erased on this node before the sink took it",
+                        }),
+                    ),
+                    ("record".to_owned(), Value::Null),
+                    ("receipt_base64".to_owned(), Value::Null),
+                    ("cose_base64".to_owned(), Value::Null),
+                ]);
+                return Ok(Value::Object(erased));
             }
             return Err(format!(
                 "record {}: envelope missing from the inbox",
@@ -331,23 +326,36 @@ impl Feed {
                 ),
             };
         let b64 = base64::engine::general_purpose::STANDARD;
-        Ok(json!({
-            "format": FEED_FORMAT,
-            "sink": sink,
-            "cursor": rec.arrival_seq,
-            "id": rec.id,
-            "from": rec.from,
-            "class": rec.class,
-            "subject_ref": rec.subject_ref,
-            "received_at": rfc3339(rec.received_at),
-            "receive_journal_seq": rec.journal_seq,
-            "envelope_sha256": hex::encode(rec.envelope_sha256),
-            "verification": verification,
-            "record": record,
-            "erased": false,
-            "receipt_base64": b64.encode(&receipt),
-            "cose_base64": b64.encode(&envelope),
-        }))
+        let mut out = Self::metadata(sink, rec);
+        out.extend([
+            ("erased".to_owned(), json!(false)),
+            ("verification".to_owned(), verification),
+            ("record".to_owned(), record),
+            ("receipt_base64".to_owned(), json!(b64.encode(&receipt))),
+            ("cose_base64".to_owned(), json!(b64.encode(&envelope))),
+        ]);
+        Ok(Value::Object(out))
+    }
+
+    /// The fields of a feed record that come from the inbox's metadata alone.
+    fn metadata(sink: &str, rec: &InboxRecord) -> serde_json::Map<String, Value> {
+        let mut map = serde_json::Map::new();
+        map.extend([
+            ("format".to_owned(), json!(FEED_FORMAT)),
+            ("sink".to_owned(), json!(sink)),
+            ("cursor".to_owned(), json!(rec.arrival_seq)),
+            ("id".to_owned(), json!(rec.id)),
+            ("from".to_owned(), json!(rec.from)),
+            ("class".to_owned(), json!(rec.class)),
+            ("subject_ref".to_owned(), json!(rec.subject_ref)),
+            ("received_at".to_owned(), json!(rfc3339(rec.received_at))),
+            ("receive_journal_seq".to_owned(), json!(rec.journal_seq)),
+            (
+                "envelope_sha256".to_owned(),
+                json!(hex::encode(rec.envelope_sha256)),
+            ),
+        ]);
+        map
     }
 
     fn item(&self, runtime: &Runtime, sink: &str, rec: &InboxRecord) -> Result<Item, String> {
