@@ -264,7 +264,7 @@ fn erasure_table(v: &Value, total: &Value) -> String {
     if total.as_u64().is_some_and(|t| t > rows.len() as u64) {
         let _ = write!(
             out,
-            "<p class=\"note\">{} erasures; the first {} are listed (`pons journal search --operation erase` lists all).</p>",
+            "<p class=\"note\">{} erasures; the first {} are listed (`pons journal search --operation erase --justification …` lists all).</p>",
             text(total),
             rows.len()
         );
