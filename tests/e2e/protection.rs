@@ -61,6 +61,20 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
+/// No file of `paths` (of `node`) holds any of `needles` in clear.
+fn assert_in_no_file(node: &str, paths: &[PathBuf], needles: &[String]) {
+    for path in paths {
+        let bytes = std::fs::read(path).expect("read file");
+        for n in needles {
+            assert!(
+                !contains(&bytes, n.as_bytes()),
+                "{node}: {} holds {n:?} in clear",
+                path.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn no_subject_identity_in_any_file_of_either_data_directory() {
     let mut fed = pair();
@@ -110,16 +124,7 @@ fn no_subject_identity_in_any_file_of_either_data_directory() {
         let data = node_dir(&fed, node).join("data");
         let all = files(&data);
         assert!(all.len() > 1, "{node}: no database in {}", data.display());
-        for path in all {
-            let bytes = std::fs::read(&path).expect("read file");
-            for n in &needles {
-                assert!(
-                    !contains(&bytes, n.as_bytes()),
-                    "{node}: {} holds {n:?} in clear",
-                    path.display()
-                );
-            }
-        }
+        assert_in_no_file(node, &all, &needles);
     }
 }
 
@@ -553,14 +558,8 @@ fn a_sweep_killed_mid_way_resumes_and_every_copy_is_erased_on_both_nodes() {
         }
         store.verify_journal().expect("journal verifies");
         drop(store);
-        for path in files(&node_dir(&fed, node).join("data")) {
-            let bytes = std::fs::read(&path).unwrap();
-            assert!(
-                !contains(&bytes, family.as_bytes()),
-                "{node}: {} holds the subject's name",
-                path.display()
-            );
-        }
+        let data = files(&node_dir(&fed, node).join("data"));
+        assert_in_no_file(node, &data, std::slice::from_ref(&family));
     }
 }
 

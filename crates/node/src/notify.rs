@@ -75,13 +75,7 @@ impl Runtime {
             ),
             _ => return None,
         };
-        let mut draft = JournalDraft::new(
-            self.now(),
-            self.node().clone(),
-            SYSTEM_ACTOR,
-            Operation::Erase,
-            Outcome::Success,
-        );
+        let mut draft = self.draft(SYSTEM_ACTOR, Operation::Erase, Outcome::Success);
         draft.purpose = Some("erasure ordered by the sender (LED art. 16(6))".into());
         Some(EraseOrder {
             target: *target.as_uuid(),
@@ -131,13 +125,7 @@ impl Runtime {
                 } => format!("{message}: {}", details.join("; ")),
                 Response::Ok { .. } => "refused".into(),
             })?;
-        let mut journal = JournalDraft::new(
-            self.now(),
-            self.node().clone(),
-            actor,
-            Operation::Collect,
-            Outcome::Success,
-        );
+        let mut journal = self.draft(actor, Operation::Collect, Outcome::Success);
         journal.purpose = Some(sealed.record.purpose.clone());
         journal.justification = Some(sealed.record.justification.clone());
         journal.legal_basis = Some(sealed.record.legal_basis.clone());
@@ -331,7 +319,10 @@ impl Runtime {
         })?;
         // The correction keeps the original's dates unless the report sets its own: a
         // correction does not extend how long the data is kept.
-        let entry = self.store.retention_get(uuid).ok().flatten();
+        let entry = self
+            .store
+            .retention_get(uuid)
+            .map_err(|e| Response::runtime(e.to_string()))?;
         let draft = Draft {
             class: ClassName::Rectification,
             review_by: corrected

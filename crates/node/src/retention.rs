@@ -90,13 +90,7 @@ impl Runtime {
     }
 
     fn retention_draft(&self, caller: &Caller, op: Operation) -> JournalDraft {
-        let mut d = JournalDraft::new(
-            self.now(),
-            self.node().clone(),
-            &caller.user,
-            op,
-            Outcome::Success,
-        );
+        let mut d = self.draft(&caller.user, op, Outcome::Success);
         // Holds, reviews and sweeps are allowed to operators and DPOs only.
         d.role = caller
             .acting_role(&[Role::Dpo, Role::Operator])
@@ -356,21 +350,15 @@ impl Runtime {
         let today = self.today();
         let mut erased = Vec::new();
         let mut skipped = Vec::new();
-        // Overdue reviews may be past their grace period: they are few (each is restricted
-        // until reviewed or erased), so reading them keeps the sweep's cost what is due.
-        let mut ids = self.store.due(Due::Erase, today)?;
-        ids.extend(self.store.due(Due::Review, today)?);
-        ids.sort();
-        ids.dedup();
-        let mut due = Vec::new();
-        for id in ids {
-            let Some(entry) = self.store.retention_get(id)? else {
-                continue;
-            };
-            if let Decision::Erase(ground) = self.decide_entry(&entry, today) {
-                due.push((entry, ground));
-            }
-        }
+        // What the index says is due (overdue reviews may be past their grace period; held
+        // records are never erased): the sweep's cost is what is due.
+        let due = self
+            .due_today()?
+            .into_iter()
+            .filter_map(|(entry, d)| match d {
+                Decision::Erase(ground) => Some((entry, ground)),
+                _ => None,
+            });
         // Each erasure is its own transaction; [`SWEEP_CONCURRENCY`] of them at a time share
         // their flush and fdatasync (group commit), and the results keep the index's order.
         let results: Vec<_> = futures_util::stream::iter(due)
@@ -404,13 +392,7 @@ impl Runtime {
         role: Option<String>,
     ) -> (Uuid, Result<serde_json::Value, StoreError>) {
         let id = entry.id;
-        let mut draft = JournalDraft::new(
-            self.now(),
-            self.node().clone(),
-            actor,
-            Operation::Erase,
-            Outcome::Success,
-        );
+        let mut draft = self.draft(actor, Operation::Erase, Outcome::Success);
         draft.role = role;
         draft.justification = Some(ground.rule());
         draft.purpose = Some("retention: erasure".into());

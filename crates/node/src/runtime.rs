@@ -696,9 +696,12 @@ impl Runtime {
     }
 
     /// Whether outbox record `id` was erased here (its metadata stays, its body is gone).
+    ///
+    /// Asked of every receipt: one key lookup while the body is there (the usual case),
+    /// nothing decrypted.
     fn erased_here(&self, id: Uuid) -> bool {
-        matches!(self.store.outbox_get(id), Ok(Some(_)))
-            && matches!(self.store.outbox_envelope(id), Ok(None))
+        matches!(self.store.outbox_has_body(id), Ok(false))
+            && matches!(self.store.outbox_get(id), Ok(Some(_)))
     }
 
     /// The envelope to send for record `id`, if it is still waiting.

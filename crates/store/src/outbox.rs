@@ -454,6 +454,11 @@ impl Store {
         self.read_body(BodyTree::Outbox, id)
     }
 
+    /// Whether outbox record `id` still has its body (not erased), without reading it.
+    pub fn outbox_has_body(&self, id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.trees.outbox_body.contains_key(id.as_bytes())?)
+    }
+
     /// Outbox records matching `filter`, in id (creation) order.
     pub fn outbox_list(&self, filter: &OutboxFilter) -> Result<Vec<OutboxRecord>, StoreError> {
         let limit = filter.limit.unwrap_or(usize::MAX);

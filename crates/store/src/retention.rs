@@ -95,6 +95,23 @@ impl RetentionEntry {
         !self.holds.is_empty()
     }
 
+    /// `draft` checked to be `operation` and completed with this record's id, class,
+    /// subject and counterpart (see `prepare_draft`).
+    pub(crate) fn draft(
+        &self,
+        draft: JournalDraft,
+        operation: Operation,
+    ) -> Result<JournalDraft, StoreError> {
+        prepare_draft(
+            draft,
+            operation,
+            self.id,
+            &self.class,
+            self.subject_ref.as_deref(),
+            &self.counterpart,
+        )
+    }
+
     /// The facts retention decides on.
     pub fn facts(&self) -> Facts<'_> {
         Facts {
@@ -154,15 +171,9 @@ impl Tx<'_> {
                 return Ok((Effect::NotFound, None));
             }
         }
-        let mut draft = prepare_draft(
-            order.draft.clone(),
-            Operation::Erase,
-            id,
-            &entry.class,
-            entry.subject_ref.as_deref(),
-            &entry.counterpart,
-        )
-        .or_else(abort)?;
+        let mut draft = entry
+            .draft(order.draft.clone(), Operation::Erase)
+            .or_else(abort)?;
         if entry.held() {
             draft.outcome = Outcome::Refused;
             draft.justification = Some(format!(
@@ -407,15 +418,7 @@ impl Store {
             let Some(mut entry) = tx.retention_get(id)? else {
                 return abort(StoreError::NoRetention { id });
             };
-            let draft = prepare_draft(
-                draft.clone(),
-                operation,
-                id,
-                &entry.class,
-                entry.subject_ref.as_deref(),
-                &entry.counterpart,
-            )
-            .or_else(abort)?;
+            let draft = entry.draft(draft.clone(), operation).or_else(abort)?;
             change(&mut entry).or_else(abort)?;
             tx.retention_put(&entry)?;
             Ok(tx.append(&draft)?.seq)
@@ -461,15 +464,9 @@ impl Store {
             if let Err(reason) = check(&entry) {
                 return abort(StoreError::EraseRefused { id, reason });
             }
-            let draft = prepare_draft(
-                draft.clone(),
-                Operation::Erase,
-                id,
-                &entry.class,
-                entry.subject_ref.as_deref(),
-                &entry.counterpart,
-            )
-            .or_else(abort)?;
+            let draft = entry
+                .draft(draft.clone(), Operation::Erase)
+                .or_else(abort)?;
             let delivered = entry.place == Place::Outbox
                 && match tx.outbox.get(id.as_bytes())? {
                     Some(v) => {
