@@ -21,7 +21,8 @@ use pons_core::{NodeId, OpenError, Signer, SpiffeId, Trust};
 use pons_proto::receiver::{self, Policy, Refusal, Stored, Verified};
 use pons_proto::{Frame, RejectCode};
 use pons_store::{
-    NewInboxRecord, NewOutboxRecord, OutboxFilter, OutboxState, StateKind, Store, StoreError,
+    NewInboxRecord, NewOutboxRecord, OutboxFilter, OutboxState, ReceiptBatch, ReceiptSealer,
+    StateKind, Store, StoreError,
 };
 use pons_transport::{InboundHandler, ResponseOutcome};
 use ring::rand::SecureRandom;
@@ -82,8 +83,11 @@ pub struct Runtime {
     pub config: Config,
     /// The database.
     pub store: Store,
-    /// Shared with the store's committer thread, which makes receipts (see `accept`).
+    /// The record signer.
     signer: Arc<Signer>,
+    /// Seals receipts on the store's committer thread: one over the records of a sender that
+    /// share a committed batch (see `pons_store::ReceiptSealer`).
+    sealer: ReceiptSealer,
     trust: Trust,
     pseudonym_key: PseudonymKey,
     clock: Clock,
@@ -112,10 +116,12 @@ impl Runtime {
             .map(|p| (p.clone(), PeerStatus::default()))
             .collect();
         let started = clock();
+        let signer = Arc::new(signer);
         Self {
             config,
             store,
-            signer: Arc::new(signer),
+            sealer: receipt_sealer(Arc::clone(&signer)),
+            signer,
             trust,
             pseudonym_key,
             clock,
@@ -468,38 +474,17 @@ impl Runtime {
             review_by: record.review_by,
             erase_by: record.erase_by,
         };
-        let sender = peer.node.clone();
-        let receiver = self.node().clone();
-        let signer = Arc::clone(&self.signer);
-        // The receipt names the journal entry, so it is made inside the store's
-        // transaction: the record is never durable without its receipt.
-        let make_receipt = move |ctx: &pons_store::ReceiptContext| {
-            Receipt {
-                v: pons_core::receipt::RECEIPT_VERSION,
-                receiver: receiver.clone(),
-                sender: sender.clone(),
-                received_at: now,
-                items: vec![ReceiptItem {
-                    record_id: ctx.id,
-                    envelope_sha256,
-                    journal_seq: ctx.journal_seq,
-                    effect: ctx.effect,
-                }],
-            }
-            .seal(&signer)
-            .map_err(|e| e.to_string())
-        };
         // An erasure notice or a rectification from the sender erases (or, under this
         // node's own legal hold, restricts) the record it names, in the same transaction.
         let made = match self.order_in(peer, record) {
             Some(order) => {
                 self.store
-                    .receive_ordering(meta, deadlines, order, envelope, journal, make_receipt)
+                    .receive_ordering(meta, deadlines, order, envelope, journal, &self.sealer)
                     .await
             }
             None => {
                 self.store
-                    .receive_retained(meta, deadlines, envelope, journal, make_receipt)
+                    .receive_retained(meta, deadlines, envelope, journal, &self.sealer)
                     .await
             }
         };
@@ -1134,3 +1119,28 @@ fn base64_encode(bytes: &[u8]) -> String {
 
 /// Deadline for draining in-flight work on shutdown.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The receipts of the records received by the node `signer` signs for: one receipt over the
+/// records of a [`ReceiptBatch`], under one signature.
+fn receipt_sealer(signer: Arc<Signer>) -> ReceiptSealer {
+    Arc::new(move |batch: &ReceiptBatch<'_>| {
+        Receipt {
+            v: pons_core::receipt::RECEIPT_VERSION,
+            receiver: signer.node().clone(),
+            sender: batch.sender.clone(),
+            received_at: batch.received_at,
+            items: batch
+                .items
+                .iter()
+                .map(|ctx| ReceiptItem {
+                    record_id: ctx.id,
+                    envelope_sha256: ctx.envelope_sha256,
+                    journal_seq: ctx.journal_seq,
+                    effect: ctx.effect,
+                })
+                .collect(),
+        }
+        .seal(&signer)
+        .map_err(|e| e.to_string())
+    })
+}

@@ -188,19 +188,13 @@ impl crate::Shared {
                 if failed[i].is_some() {
                     continue;
                 }
-                job.run(tx).map_err(|e| match e {
-                    ConflictableTransactionError::Abort(e) => {
-                        ConflictableTransactionError::Abort((i, e))
-                    }
-                    ConflictableTransactionError::Conflict => {
-                        ConflictableTransactionError::Conflict
-                    }
-                    ConflictableTransactionError::Storage(e) => {
-                        ConflictableTransactionError::Storage(e)
-                    }
-                })?;
+                tx.job.set(i);
+                job.run(tx).map_err(|e| of_job(i, e))?;
             }
-            Ok(())
+            // One receipt for the records each sender got into this batch (see `inbox.rs`);
+            // if one cannot be sealed, the first write it covers is dropped and the batch
+            // runs again.
+            tx.seal_receipts().map_err(|(i, e)| of_job(i, e))
         })
         .map(|((), ticket)| ticket)
     }
@@ -229,6 +223,18 @@ impl Store {
             .await
             .map_err(|_| StoreError::Task("the store's committer dropped a write".into()))??;
         Ok(value)
+    }
+}
+
+/// `e`, raised by the batch's write `i`.
+fn of_job(
+    i: usize,
+    e: ConflictableTransactionError<StoreError>,
+) -> ConflictableTransactionError<(usize, StoreError)> {
+    match e {
+        ConflictableTransactionError::Abort(e) => ConflictableTransactionError::Abort((i, e)),
+        ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
+        ConflictableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
     }
 }
 

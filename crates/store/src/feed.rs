@@ -387,6 +387,10 @@ mod tests {
         time::macros::datetime!(2026-11-23 10:00 UTC)
     }
 
+    fn stand_in_sealer() -> crate::ReceiptSealer {
+        std::sync::Arc::new(|_: &crate::ReceiptBatch<'_>| Ok(vec![0xaa]))
+    }
+
     async fn receive(store: &Store, n: u8) -> Uuid {
         let id = Uuid::from_bytes([n; 16]);
         let rec = NewInboxRecord {
@@ -405,7 +409,7 @@ mod tests {
             Outcome::Success,
         );
         store
-            .receive(rec, &[n, n, n], draft, |_| Ok(vec![0xaa]))
+            .receive(rec, &[n, n, n], draft, &stand_in_sealer())
             .await
             .unwrap();
         id

@@ -32,6 +32,7 @@ mod journal;
 mod outbox;
 mod retention;
 
+use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +48,10 @@ pub use checkpoint::StoredCosigned;
 pub use cipher::{MasterKey, KEY_LEN};
 pub use error::StoreError;
 pub use feed::{DeadLetter, FeedAdvance};
-pub use inbox::{InboxMeta, InboxRecord, NewInboxRecord, ReceiptContext, Received};
+pub use inbox::{
+    InboxMeta, InboxRecord, NewInboxRecord, ReceiptBatch, ReceiptContext, ReceiptSealer, Received,
+    RECEIPT_BATCH,
+};
 pub use outbox::{NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, StateKind, Submission};
 pub use retention::{Due, EraseOrder, Erased, Hold, Place, RetentionEntry};
 
@@ -151,6 +155,10 @@ pub(crate) struct Tx<'a> {
     pub(crate) retention: &'a TransactionalTree,
     /// The index of review dates, erasure dates and holds (see [`retention`]).
     pub(crate) deadlines: &'a TransactionalTree,
+    /// Records stored by this transaction that wait for their receipt (see `inbox.rs`).
+    pub(crate) receipts_due: RefCell<Vec<inbox::ReceiptDue>>,
+    /// The batched write running now (see `batch.rs`); 0 outside a batch.
+    pub(crate) job: Cell<usize>,
 }
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -311,6 +319,18 @@ impl Store {
         &self,
         f: impl Fn(&Tx<'_>) -> TxResult<T>,
     ) -> Result<(T, u64), StoreError> {
+        // Receipts are sealed only at the end of a batched write's transaction.
+        let f = |tx: &Tx<'_>| {
+            let value = f(tx)?;
+            if tx.receipts_due.borrow().is_empty() {
+                Ok(value)
+            } else {
+                abort(StoreError::Task(
+                    "a record was received outside a batched write: no receipt would be sealed"
+                        .into(),
+                ))
+            }
+        };
         match self.shared.transact(f) {
             Ok(v) => Ok(v),
             Err(TransactionError::Abort(e)) => Err(e),
@@ -391,6 +411,8 @@ impl Shared {
                     body_keys: bk,
                     retention: rt,
                     deadlines: dl,
+                    receipts_due: RefCell::new(Vec::new()),
+                    job: Cell::new(0),
                 })
             })?;
         // Taken under the lock, so tickets are in commit order.

@@ -39,7 +39,9 @@ use pons_core::{NodeId, Trust};
 use pons_node::runtime::{Clock, Runtime};
 use pons_pki::devca::DevCa;
 use pons_pki::KeyAlgorithm;
-use pons_store::{Due, Durability, MasterKey, NewInboxRecord, Options, Store};
+use pons_store::{
+    Due, Durability, MasterKey, NewInboxRecord, Options, ReceiptBatch, ReceiptSealer, Store,
+};
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -287,9 +289,14 @@ async fn load(
 ) -> anyhow::Result<()> {
     let stored = due.stored;
     let next = Arc::new(AtomicUsize::new(0));
+    // A stand-in receipt (no signature: the sweep is measured, not the exchange), shared so
+    // that records stored together share one, as a node's do.
+    let sealer: ReceiptSealer = Arc::new(|batch: &ReceiptBatch<'_>| {
+        Ok(batch.items.iter().flat_map(|i| *i.id.as_bytes()).collect())
+    });
     let mut loaders = Vec::new();
     for _ in 0..LOADERS.min(stored) {
-        let (store, next) = (store.clone(), next.clone());
+        let (store, next, sealer) = (store.clone(), next.clone(), sealer.clone());
         let (sender, node) = (sender.clone(), node.clone());
         loaders.push(tokio::spawn(async move {
             let mut envelope = vec![0x5a_u8; ENVELOPE_BYTES];
@@ -334,9 +341,7 @@ async fn load(
                     Outcome::Success,
                 );
                 store
-                    .receive_retained(record, deadlines, &envelope, draft, |ctx| {
-                        Ok(ctx.id.as_bytes().to_vec())
-                    })
+                    .receive_retained(record, deadlines, &envelope, draft, &sealer)
                     .await
                     .with_context(|| format!("cannot store record {i}"))?;
             }

@@ -770,7 +770,8 @@ key = "sign.key"
                     Operation::Receive,
                     Outcome::Success,
                 ),
-                |_| Ok(b"receipt".to_vec()),
+                &(std::sync::Arc::new(|_: &pons_store::ReceiptBatch<'_>| Ok(b"receipt".to_vec()))
+                    as pons_store::ReceiptSealer),
             )
             .await
             .unwrap();

@@ -45,7 +45,7 @@ async fn fill(store: &Store) {
                 incoming(100 + n, "vaa"),
                 &envelope(100 + n),
                 draft(Operation::Receive),
-                receipt_for,
+                &receipt_for(),
             )
             .await
             .expect("receive");

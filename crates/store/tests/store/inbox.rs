@@ -20,7 +20,7 @@ async fn receive_stores_record_receipt_and_journal_together() {
                 incoming(1, "vaa"),
                 &envelope(1),
                 draft(Operation::Receive),
-                receipt_for,
+                &receipt_for(),
             )
             .await
             .expect("receive");
@@ -56,7 +56,7 @@ async fn duplicate_and_failed_receipt_store_nothing() {
             incoming(1, "vaa"),
             &envelope(1),
             draft(Operation::Receive),
-            receipt_for,
+            &receipt_for(),
         )
         .await
         .expect("receive");
@@ -65,7 +65,7 @@ async fn duplicate_and_failed_receipt_store_nothing() {
             incoming(1, "vaa"),
             b"other",
             draft(Operation::Receive),
-            receipt_for,
+            &receipt_for(),
         )
         .await
         .expect_err("duplicate");
@@ -77,7 +77,9 @@ async fn duplicate_and_failed_receipt_store_nothing() {
             incoming(2, "vaa"),
             &envelope(2),
             draft(Operation::Receive),
-            |_| Err("signing key unavailable".to_string()),
+            &(std::sync::Arc::new(|_: &pons_store::ReceiptBatch<'_>| {
+                Err("signing key unavailable".to_string())
+            }) as pons_store::ReceiptSealer),
         )
         .await
         .expect_err("receipt fails");
@@ -94,7 +96,7 @@ async fn duplicate_and_failed_receipt_store_nothing() {
             incoming(3, "vaa"),
             &envelope(3),
             draft(Operation::Receive),
-            receipt_for,
+            &receipt_for(),
         )
         .await
         .expect("receive");
@@ -105,7 +107,7 @@ async fn duplicate_and_failed_receipt_store_nothing() {
             incoming(4, "vaa"),
             &envelope(4),
             draft(Operation::Collect),
-            receipt_for,
+            &receipt_for(),
         )
         .await
         .expect_err("wrong operation");
@@ -130,7 +132,7 @@ async fn feed_reads_in_arrival_order_not_id_order() {
                 incoming(n, "vaa"),
                 &envelope(n),
                 draft(Operation::Receive),
-                receipt_for,
+                &receipt_for(),
             )
             .await
             .expect("receive");
@@ -156,4 +158,96 @@ async fn feed_reads_in_arrival_order_not_id_order() {
         .map(|r| r.arrival_seq)
         .collect();
     assert_eq!(arrivals, vec![1, 2, 3, 4, 5]);
+}
+
+/// Records one sender got into one committed batch share one receipt, sealed once, at most
+/// `RECEIPT_BATCH` records each; every record's lookup answers the receipt that covers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_committed_together_share_one_receipt() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::task::Poll;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(open(dir.path()));
+    // The sealer counts its calls; its first call holds the committer until released, so the
+    // records queued meanwhile are committed as one batch.
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let (release, gate) = mpsc::channel::<()>();
+    let (entered_tx, gate) = (Mutex::new(entered_tx), Mutex::new(gate));
+    let calls = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let seen = calls.clone();
+    let sealer: pons_store::ReceiptSealer = Arc::new(move |batch| {
+        let first = seen.lock().unwrap().is_empty();
+        seen.lock().unwrap().push(batch.items.len());
+        if first {
+            entered_tx.lock().unwrap().send(()).unwrap();
+            gate.lock().unwrap().recv().unwrap();
+        }
+        receipt_for()(batch)
+    });
+    type Write = Pin<Box<dyn Future<Output = Result<pons_store::Received, StoreError>> + Send>>;
+    let batched = pons_store::RECEIPT_BATCH + 8;
+    let receive = |n: u64| {
+        let (store, sealer) = (store.clone(), sealer.clone());
+        Box::pin(async move {
+            store
+                .receive(
+                    incoming(n, "vaa"),
+                    &envelope(n),
+                    draft(Operation::Receive),
+                    &sealer,
+                )
+                .await
+        }) as Write
+    };
+    // Poll a write once: it is queued for the committer.
+    async fn queue(write: &mut Write) {
+        std::future::poll_fn(|cx| {
+            assert!(write.as_mut().poll(cx).is_pending(), "answered before commit");
+            Poll::Ready(())
+        })
+        .await
+    }
+    let mut first = receive(1);
+    queue(&mut first).await;
+    entered.recv().expect("the committer seals the first record's receipt");
+    let mut rest: Vec<_> = (2..=1 + batched as u64).map(receive).collect();
+    for write in &mut rest {
+        queue(write).await;
+    }
+    release.send(()).unwrap();
+    let first = first.await.expect("receive 1");
+    let mut receipts = Vec::new();
+    for write in rest {
+        receipts.push(write.await.expect("receive").receipt);
+    }
+
+    // One signature for record 1 alone, then one per RECEIPT_BATCH of the others.
+    assert_eq!(
+        *calls.lock().unwrap(),
+        [1, pons_store::RECEIPT_BATCH, 8],
+        "sealer calls and their sizes"
+    );
+    let text = |r: &[u8]| String::from_utf8(r.to_vec()).unwrap();
+    assert_eq!(text(&first.receipt).lines().count(), 1);
+    let (full, tail) = receipts.split_at(pons_store::RECEIPT_BATCH);
+    assert!(full.iter().all(|r| *r == full[0]) && tail.iter().all(|r| *r == tail[0]));
+    assert_ne!(full[0], tail[0]);
+    assert_eq!(text(&full[0]).lines().count(), pons_store::RECEIPT_BATCH);
+    assert_eq!(text(&tail[0]).lines().count(), 8);
+    // Each record's stored receipt (what a duplicate is answered) covers it.
+    for n in 1..=1 + batched as u64 {
+        let meta = store.lookup(id(n)).unwrap().expect("stored");
+        let line = format!(
+            "receipt {} j{} a{}",
+            id(n),
+            meta.journal_seq,
+            meta.arrival_seq
+        );
+        assert!(text(&meta.receipt).lines().any(|l| l == line), "{n}");
+    }
+    assert_eq!(store.inbox_list(usize::MAX).unwrap().len(), 1 + batched);
+    assert_eq!(store.verify_journal().unwrap().seq, 1 + batched as u64);
 }

@@ -53,7 +53,7 @@ async fn fill(store: &pons_store::Store) {
                 dl(date!(2027 - 05 - 01), erase),
                 &env(n),
                 draft(Operation::Receive),
-                receipt_for,
+                &receipt_for(),
             )
             .await
             .expect("receive");
@@ -308,10 +308,10 @@ async fn an_erasure_order_from_the_sender_erases_or_is_held_and_is_told() {
                     order,
                     &env(n),
                     draft(Operation::Receive),
-                    move |ctx| {
-                        *seen.lock().unwrap() = ctx.effect;
-                        receipt_for(ctx)
-                    },
+                    &(std::sync::Arc::new(move |batch: &pons_store::ReceiptBatch<'_>| {
+                        *seen.lock().unwrap() = batch.items[0].effect;
+                        receipt_for()(batch)
+                    }) as pons_store::ReceiptSealer),
                 )
                 .await
                 .expect("received");

@@ -64,13 +64,21 @@ pub fn incoming(n: u64, from: &str) -> NewInboxRecord {
     }
 }
 
-/// A stand-in receipt that embeds the numbers the store assigned.
-pub fn receipt_for(ctx: &pons_store::ReceiptContext) -> Result<Vec<u8>, String> {
-    Ok(format!(
+/// A stand-in sealer: its receipt has one line a record, with the numbers the store assigned
+/// (see [`receipt_line`]). Records received with clones of one sealer may share a receipt.
+pub fn receipt_for() -> pons_store::ReceiptSealer {
+    std::sync::Arc::new(|batch: &pons_store::ReceiptBatch<'_>| {
+        let lines: Vec<String> = batch.items.iter().map(receipt_line).collect();
+        Ok(lines.join("\n").into_bytes())
+    })
+}
+
+/// A record's line in a [`receipt_for`] receipt.
+pub fn receipt_line(ctx: &pons_store::ReceiptContext) -> String {
+    format!(
         "receipt {} j{} a{}",
         ctx.id, ctx.journal_seq, ctx.arrival_seq
     )
-    .into_bytes())
 }
 
 /// All journal entries.
