@@ -280,6 +280,9 @@ impl Store {
 
     /// Mark a pending or in-flight record delivered on a valid receipt, with its `disclose`
     /// journal entry, in one transaction; returns once durable.
+    ///
+    /// A receipt may cover many records (a receiver batches them): it is stored once, and
+    /// [`Store::outbox_get`] reads it back whole for each.
     pub async fn mark_delivered(
         &self,
         id: Uuid,
@@ -346,6 +349,19 @@ impl Store {
                 found: draft.operation,
             });
         }
+        // A receipt covers up to `RECEIPT_BATCH` records: it is stored once, under its
+        // SHA-256, and each record's state names it.
+        let (state, sent) = match state {
+            OutboxState::Delivered { receipt, at } => {
+                let reference = sent_receipt_key(&receipt);
+                let state = OutboxState::Delivered {
+                    receipt: reference.clone(),
+                    at,
+                };
+                (state, Some((reference, receipt)))
+            }
+            other => (other, None),
+        };
         // Batched: one transaction and one flush with the writes queued beside it.
         let seq = self
             .write_batched(move |tx| {
@@ -372,6 +388,12 @@ impl Store {
                 )
                 .or_else(abort)?;
                 rec.state = state.clone();
+                if let Some((reference, receipt)) = &sent {
+                    if tx.receipts.get(reference)?.is_none() {
+                        tx.receipts
+                            .insert(reference.as_slice(), receipt.as_slice())?;
+                    }
+                }
                 let value = codec::encode("outbox record", &rec).or_else(abort)?;
                 tx.outbox.insert(key, value)?;
                 tx.outbox_pending.remove(key)?;
@@ -445,8 +467,34 @@ impl Store {
         let key = id.as_bytes();
         match self.trees.outbox.get(key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(codec::decode("outbox record", key, &v)?)),
+            Some(v) => Ok(Some(self.with_receipt(codec::decode(
+                "outbox record",
+                key,
+                &v,
+            )?)?)),
         }
+    }
+
+    /// `rec` with the receipt its stored state names (see [`Store::mark_delivered`]).
+    fn with_receipt(&self, mut rec: OutboxRecord) -> Result<OutboxRecord, StoreError> {
+        if let OutboxState::Delivered { receipt, .. } = &mut rec.state {
+            if is_sent_receipt_key(receipt) {
+                let stored =
+                    self.trees
+                        .receipts
+                        .get(&receipt[..])?
+                        .ok_or_else(|| StoreError::Corrupt {
+                            what: "outbox receipt",
+                            key: codec::hex(rec.id.as_bytes()),
+                            reason: format!(
+                                "names receipt {} that is not stored",
+                                codec::hex(receipt)
+                            ),
+                        })?;
+                *receipt = stored.to_vec();
+            }
+        }
+        Ok(rec)
     }
 
     /// One outbox record's envelope bytes, as submitted.
@@ -470,9 +518,26 @@ impl Store {
             let (k, v) = item?;
             let rec: OutboxRecord = codec::decode("outbox record", &k, &v)?;
             if filter.matches(&rec) {
-                out.push(rec);
+                out.push(self.with_receipt(rec)?);
             }
         }
         Ok(out)
     }
+}
+
+/// The prefix of a receipt's key in the `receipts` tree when this node stored it as the
+/// sender (the receiver's keys are record ids, see `inbox.rs`).
+const SENT_RECEIPT: &[u8] = b"sent";
+
+/// The key under which a receipt this node was sent is stored: [`SENT_RECEIPT`] and the
+/// receipt's SHA-256, so the records one receipt covers share it.
+fn sent_receipt_key(receipt: &[u8]) -> Vec<u8> {
+    let digest = ring::digest::digest(&ring::digest::SHA256, receipt);
+    [SENT_RECEIPT, digest.as_ref()].concat()
+}
+
+/// Whether a stored `Delivered` state's receipt is a [`sent_receipt_key`] (a receipt itself
+/// is a tagged COSE_Sign1: it starts with another byte).
+fn is_sent_receipt_key(receipt: &[u8]) -> bool {
+    receipt.len() == SENT_RECEIPT.len() + 32 && receipt.starts_with(SENT_RECEIPT)
 }

@@ -205,14 +205,19 @@ async fn records_committed_together_share_one_receipt() {
     // Poll a write once: it is queued for the committer.
     async fn queue(write: &mut Write) {
         std::future::poll_fn(|cx| {
-            assert!(write.as_mut().poll(cx).is_pending(), "answered before commit");
+            assert!(
+                write.as_mut().poll(cx).is_pending(),
+                "answered before commit"
+            );
             Poll::Ready(())
         })
         .await
     }
     let mut first = receive(1);
     queue(&mut first).await;
-    entered.recv().expect("the committer seals the first record's receipt");
+    entered
+        .recv()
+        .expect("the committer seals the first record's receipt");
     let mut rest: Vec<_> = (2..=1 + batched as u64).map(receive).collect();
     for write in &mut rest {
         queue(write).await;

@@ -336,3 +336,57 @@ async fn concurrent_submitters_get_distinct_gapless_sequence_numbers() {
         200
     );
 }
+
+/// A receipt covering several records (a batched receipt) is stored once and read back whole
+/// through each record's state, also after the store is reopened.
+#[tokio::test]
+async fn records_delivered_on_one_receipt_each_read_it_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receipt = vec![0xd2; 3000];
+    {
+        let store = open(dir.path());
+        for n in 1..=3 {
+            store
+                .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
+                .await
+                .expect("submit");
+        }
+        for n in 1..=2 {
+            store
+                .mark_delivered(id(n), &receipt, now(), draft(Operation::Disclose))
+                .await
+                .expect("delivered");
+        }
+        store
+            .mark_delivered(id(3), b"another receipt", now(), draft(Operation::Disclose))
+            .await
+            .expect("delivered");
+    }
+    let store = open(dir.path());
+    let expected = |n: u64, receipt: &[u8]| {
+        let got = store.outbox_get(id(n)).expect("get").expect("present");
+        assert_eq!(
+            got.state,
+            OutboxState::Delivered {
+                receipt: receipt.to_vec(),
+                at: now()
+            },
+            "record {n}"
+        );
+    };
+    expected(1, &receipt);
+    expected(2, &receipt);
+    expected(3, b"another receipt");
+    let listed = store.outbox_list(&OutboxFilter::default()).expect("list");
+    let receipts: Vec<&[u8]> = listed
+        .iter()
+        .map(|r| match &r.state {
+            OutboxState::Delivered { receipt, .. } => receipt.as_slice(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        receipts,
+        [&receipt[..], &receipt[..], &b"another receipt"[..]]
+    );
+}
