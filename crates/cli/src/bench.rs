@@ -350,7 +350,12 @@ async fn drive(
     nats: bool,
 ) -> anyhow::Result<Measured> {
     // One record first, not measured: the QUIC connection and the stores' first writes.
-    let warm = submit(socket, report, usize::MAX).await?;
+    let warm = submit(
+        &mut control::Connection::open(socket).await?,
+        report,
+        usize::MAX,
+    )
+    .await?;
     wait_delivered(socket, 1).await?;
     drop(warm);
     // The receiver's sinks: the warm-up record is arrival 1, the measured ones 2..=N+1;
@@ -374,6 +379,8 @@ async fn drive(
         let (next, report, socket) = (next.clone(), report.clone(), socket.to_owned());
         let n = args.records;
         clients.push(tokio::spawn(async move {
+            // Each client keeps its connection, as an agency's system would.
+            let mut conn = control::Connection::open(&socket).await?;
             let mut mine = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -386,7 +393,7 @@ async fn drive(
                 if let Some(due) = due {
                     tokio::time::sleep_until((clock + due).into()).await;
                 }
-                let mut s = submit(&socket, &report, i).await?;
+                let mut s = submit(&mut conn, &report, i).await?;
                 if let Some(due) = due {
                     s.due = Some(wall + due);
                 }
@@ -444,8 +451,12 @@ fn ms(d: time::Duration) -> f64 {
     d.as_seconds_f64() * 1e3
 }
 
-/// Submits report number `i` (its case reference made unique) and times it.
-async fn submit(socket: &Path, report: &str, i: usize) -> anyhow::Result<Submitted> {
+/// Submits report number `i` (its case reference made unique) over `conn` and times it.
+async fn submit(
+    conn: &mut control::Connection,
+    report: &str,
+    i: usize,
+) -> anyhow::Result<Submitted> {
     let report = report.replace("AGO-2026-000123", &format!("AGO-BENCH-{i:08}"));
     let request = Request::Submit {
         to: "cuta".into(),
@@ -455,7 +466,7 @@ async fn submit(socket: &Path, report: &str, i: usize) -> anyhow::Result<Submitt
         justification: None,
     };
     let started = OffsetDateTime::now_utc();
-    let body = ok(control::call(socket, &request).await?)?;
+    let body = ok(conn.call(&request).await?)?;
     let returned = OffsetDateTime::now_utc();
     let id = body["id"]
         .as_str()

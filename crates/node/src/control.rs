@@ -1,7 +1,9 @@
 //! The control socket: how the `pons` CLI talks to a running node.
 //!
-//! A Unix stream socket in the node's data directory, mode 0660. One request per
-//! connection, as one line of JSON; one response, as one line of JSON. The caller's uid
+//! A Unix stream socket in the node's data directory, mode 0660. A request is one line of
+//! JSON, its response one line of JSON; a connection carries requests one after the other
+//! until the caller closes its side (the CLI sends one; an agency's system or `pons bench`
+//! keeps a [`Connection`] open). The caller's uid
 //! comes from the socket's peer credentials (`SO_PEERCRED`), never from the request: it is
 //! the actor written in the journal and it decides the caller's roles.
 
@@ -375,27 +377,43 @@ async fn serve_one<H: Handler>(
     handler: &H,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
-    let caller = callers.resolve(cred.uid(), cred.gid());
     let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
     let mut line = Vec::new();
-    let n = BufReader::new(read)
-        .take(MAX_REQUEST as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .await?;
-    let response = if n > MAX_REQUEST {
-        Response::invalid(
-            format!("request is larger than {MAX_REQUEST} bytes"),
-            Vec::new(),
-        )
-    } else {
-        match serde_json::from_slice::<Request>(&line) {
-            Ok(request) => handler.handle(caller, request).await,
-            Err(e) => Response::invalid(format!("malformed control request: {e}"), Vec::new()),
+    loop {
+        line.clear();
+        let n = (&mut read)
+            .take(MAX_REQUEST as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            break;
         }
-    };
-    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
-    out.push(b'\n');
-    write.write_all(&out).await?;
+        // Roles are looked up for every request (cached for a second), so a long-lived
+        // connection does not keep a role its user has lost.
+        let caller = callers.resolve(cred.uid(), cred.gid());
+        let (response, go_on) = if n > MAX_REQUEST && !line.ends_with(b"\n") {
+            // The rest of an oversized line cannot be told from the next request: answer
+            // and close.
+            let refusal = Response::invalid(
+                format!("request is larger than {MAX_REQUEST} bytes"),
+                Vec::new(),
+            );
+            (refusal, false)
+        } else {
+            let response = match serde_json::from_slice::<Request>(&line) {
+                Ok(request) => handler.handle(caller, request).await,
+                Err(e) => Response::invalid(format!("malformed control request: {e}"), Vec::new()),
+            };
+            (response, true)
+        };
+        let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+        if !go_on {
+            break;
+        }
+    }
     write.shutdown().await
 }
 
@@ -405,9 +423,50 @@ pub async fn call(path: &Path, request: &Request) -> std::io::Result<Response> {
     let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
     line.push(b'\n');
     stream.write_all(&line).await?;
+    // Our only request: the node answers it and closes.
+    stream.shutdown().await?;
     let mut out = Vec::new();
     stream.read_to_end(&mut out).await?;
-    serde_json::from_slice(&out).map_err(|e| {
+    parse_response(&out)
+}
+
+/// A connection to a node's control socket that carries many requests, one at a time.
+#[derive(Debug)]
+pub struct Connection {
+    read: BufReader<tokio::net::unix::OwnedReadHalf>,
+    write: tokio::net::unix::OwnedWriteHalf,
+    line: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects to the node listening at `path`.
+    pub async fn open(path: &Path) -> std::io::Result<Connection> {
+        let (read, write) = UnixStream::connect(path).await?.into_split();
+        Ok(Connection {
+            read: BufReader::new(read),
+            write,
+            line: Vec::new(),
+        })
+    }
+
+    /// Sends `request` and reads its response.
+    pub async fn call(&mut self, request: &Request) -> std::io::Result<Response> {
+        let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.write.write_all(&line).await?;
+        self.line.clear();
+        if self.read.read_until(b'\n', &mut self.line).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the node closed the control connection",
+            ));
+        }
+        parse_response(&self.line)
+    }
+}
+
+fn parse_response(bytes: &[u8]) -> std::io::Result<Response> {
+    serde_json::from_slice(bytes).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("malformed response: {e}"),
@@ -488,6 +547,7 @@ mod tests {
             .write_all(b"{\"op\":\"launch-missiles\"}\n")
             .await
             .unwrap();
+        stream.shutdown().await.unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).await.unwrap();
         let resp: Response = serde_json::from_str(&out).unwrap();
@@ -498,6 +558,40 @@ mod tests {
             }
             other => panic!("expected an error, got {other:?}"),
         }
+        server.abort();
+    }
+
+    /// One connection carries many requests, each answered in turn; a malformed one is
+    /// refused without closing it; closing our side ends it.
+    #[tokio::test]
+    async fn a_connection_carries_requests_one_after_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        let server = tokio::spawn(serve(bind(&path).unwrap(), roles_for(&me), Arc::new(Echo)));
+        let mut conn = Connection::open(&path).await.unwrap();
+        for _ in 0..3 {
+            let resp = conn.call(&Request::Status).await.unwrap();
+            assert!(
+                matches!(&resp, Response::Ok { body } if body["user"] == me.as_str()),
+                "{resp:?}"
+            );
+        }
+        let resp = conn.call(&Request::OutboxList).await.unwrap();
+        assert!(matches!(resp, Response::Err { .. }), "{resp:?}");
+        conn.write.write_all(b"not json\n").await.unwrap();
+        let mut line = String::new();
+        conn.read.read_line(&mut line).await.unwrap();
+        assert!(line.contains("malformed control request"), "{line}");
+        let resp = conn.call(&Request::Status).await.unwrap();
+        assert!(matches!(resp, Response::Ok { .. }), "{resp:?}");
+        conn.write.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        conn.read.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing after the last answer");
         server.abort();
     }
 }

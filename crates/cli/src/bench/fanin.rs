@@ -276,7 +276,8 @@ async fn drive(
         let socket = node.socket.clone();
         let report = report.to_owned();
         warm.push(tokio::spawn(async move {
-            submit(&socket, &report, usize::MAX - i).await?;
+            let mut conn = pons_node::control::Connection::open(&socket).await?;
+            submit(&mut conn, &report, usize::MAX - i).await?;
             wait_delivered(&socket, 1).await
         }));
     }
@@ -301,8 +302,10 @@ async fn drive(
                 if i >= n {
                     return Ok::<_, anyhow::Error>(mine);
                 }
+                // Record k goes through sender k mod S: a connection for each.
                 let s = i % sockets.len();
-                mine.push((s, submit(&sockets[s], &report, i).await?));
+                let mut conn = pons_node::control::Connection::open(&sockets[s]).await?;
+                mine.push((s, submit(&mut conn, &report, i).await?));
             }
         }));
     }
