@@ -161,7 +161,8 @@ async fn feed_reads_in_arrival_order_not_id_order() {
 }
 
 /// Records one sender got into one committed batch share one receipt, sealed once, at most
-/// `RECEIPT_BATCH` records each; every record's lookup answers the receipt that covers it.
+/// `RECEIPT_BATCH` records each, and never with another sender's records; every record's
+/// lookup answers the receipt that covers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_committed_together_share_one_receipt() {
     use std::future::Future;
@@ -176,11 +177,13 @@ async fn records_committed_together_share_one_receipt() {
     let (entered_tx, entered) = mpsc::channel::<()>();
     let (release, gate) = mpsc::channel::<()>();
     let (entered_tx, gate) = (Mutex::new(entered_tx), Mutex::new(gate));
-    let calls = Arc::new(Mutex::new(Vec::<usize>::new()));
+    let calls = Arc::new(Mutex::new(Vec::<(String, usize)>::new()));
     let seen = calls.clone();
     let sealer: pons_store::ReceiptSealer = Arc::new(move |batch| {
         let first = seen.lock().unwrap().is_empty();
-        seen.lock().unwrap().push(batch.items.len());
+        seen.lock()
+            .unwrap()
+            .push((batch.sender.to_string(), batch.items.len()));
         if first {
             entered_tx.lock().unwrap().send(()).unwrap();
             gate.lock().unwrap().recv().unwrap();
@@ -188,13 +191,12 @@ async fn records_committed_together_share_one_receipt() {
         receipt_for()(batch)
     });
     type Write = Pin<Box<dyn Future<Output = Result<pons_store::Received, StoreError>> + Send>>;
-    let batched = pons_store::RECEIPT_BATCH + 8;
-    let receive = |n: u64| {
+    let receive = |n: u64, from: &'static str| {
         let (store, sealer) = (store.clone(), sealer.clone());
         Box::pin(async move {
             store
                 .receive(
-                    incoming(n, "vaa"),
+                    incoming(n, from),
                     &envelope(n),
                     draft(Operation::Receive),
                     &sealer,
@@ -213,37 +215,77 @@ async fn records_committed_together_share_one_receipt() {
         })
         .await
     }
-    let mut first = receive(1);
+    let mut first = receive(1, "vaa");
     queue(&mut first).await;
     entered
         .recv()
         .expect("the committer seals the first record's receipt");
-    let mut rest: Vec<_> = (2..=1 + batched as u64).map(receive).collect();
+    // Then, in one batch: RECEIPT_BATCH + 8 records from vaa (2..=41), with four from nccn
+    // (101..=104) among the first.
+    let batched = pons_store::RECEIPT_BATCH as u64 + 8;
+    let mut order: Vec<(u64, &str)> = Vec::new();
+    for n in 2..=1 + batched {
+        order.push((n, "vaa"));
+        if n <= 5 {
+            order.push((n + 99, "nccn"));
+        }
+    }
+    let mut rest: Vec<_> = order.iter().map(|&(n, from)| receive(n, from)).collect();
     for write in &mut rest {
         queue(write).await;
     }
     release.send(()).unwrap();
     let first = first.await.expect("receive 1");
-    let mut receipts = Vec::new();
-    for write in rest {
-        receipts.push(write.await.expect("receive").receipt);
+    let mut receipts = std::collections::BTreeMap::new();
+    for (write, (n, _)) in rest.into_iter().zip(&order) {
+        receipts.insert(*n, write.await.expect("receive").receipt);
     }
 
-    // One signature for record 1 alone, then one per RECEIPT_BATCH of the others.
+    // One signature for record 1 alone, then one per sender and RECEIPT_BATCH records.
+    let calls = calls.lock().unwrap().clone();
+    let expected = [
+        ("vaa", 1),
+        ("vaa", pons_store::RECEIPT_BATCH),
+        ("nccn", 4),
+        ("vaa", 8),
+    ];
     assert_eq!(
-        *calls.lock().unwrap(),
-        [1, pons_store::RECEIPT_BATCH, 8],
-        "sealer calls and their sizes"
+        calls,
+        expected.map(|(s, n)| (s.to_string(), n)),
+        "sealer calls: sender and size"
     );
     let text = |r: &[u8]| String::from_utf8(r.to_vec()).unwrap();
-    assert_eq!(text(&first.receipt).lines().count(), 1);
-    let (full, tail) = receipts.split_at(pons_store::RECEIPT_BATCH);
-    assert!(full.iter().all(|r| *r == full[0]) && tail.iter().all(|r| *r == tail[0]));
-    assert_ne!(full[0], tail[0]);
-    assert_eq!(text(&full[0]).lines().count(), pons_store::RECEIPT_BATCH);
-    assert_eq!(text(&tail[0]).lines().count(), 8);
+    let ids = |r: &[u8]| -> Vec<String> {
+        text(r)
+            .lines()
+            .map(|l| l.split(' ').nth(1).unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(&first.receipt), [id(1).to_string()]);
+    let full = &receipts[&2];
+    let tail = &receipts[&(1 + batched)];
+    let nccn = &receipts[&101];
+    for (n, receipt) in &receipts {
+        let expected = match n {
+            101..=104 => nccn,
+            _ if *n <= 1 + pons_store::RECEIPT_BATCH as u64 => full,
+            _ => tail,
+        };
+        assert_eq!(receipt, expected, "record {n}");
+    }
+    // nccn's receipt names nccn's records only, and vaa's only vaa's.
+    assert_eq!(
+        ids(nccn),
+        (101..=104).map(|n| id(n).to_string()).collect::<Vec<_>>()
+    );
+    assert_eq!(ids(full).len(), pons_store::RECEIPT_BATCH);
+    assert_eq!(ids(tail).len(), 8);
+    assert!(ids(full)
+        .iter()
+        .chain(&ids(tail))
+        .all(|i| (2..=1 + batched).any(|n| id(n).to_string() == *i)));
     // Each record's stored receipt (what a duplicate is answered) covers it.
-    for n in 1..=1 + batched as u64 {
+    for n in std::iter::once(1).chain(order.iter().map(|&(n, _)| n)) {
         let meta = store.lookup(id(n)).unwrap().expect("stored");
         let line = format!(
             "receipt {} j{} a{}",
@@ -253,6 +295,7 @@ async fn records_committed_together_share_one_receipt() {
         );
         assert!(text(&meta.receipt).lines().any(|l| l == line), "{n}");
     }
-    assert_eq!(store.inbox_list(usize::MAX).unwrap().len(), 1 + batched);
-    assert_eq!(store.verify_journal().unwrap().seq, 1 + batched as u64);
+    let stored = 1 + order.len();
+    assert_eq!(store.inbox_list(usize::MAX).unwrap().len(), stored);
+    assert_eq!(store.verify_journal().unwrap().seq, stored as u64);
 }
