@@ -429,11 +429,27 @@ impl Runtime {
                 if let receiver::Decision::Reject(refusal) = &decision {
                     self.journal_refusal(peer, Some(&record), refusal).await;
                 }
+                // A stored receipt is read as soon as its batch commits, which may be before
+                // its flush: it is answered again only once durable.
+                if let receiver::Decision::Duplicate { .. } = &decision {
+                    if let Err(refusal) = self.durable_now().await {
+                        return refusal.frame();
+                    }
+                }
                 decision.frame().unwrap_or_else(|| {
                     Refusal::new(RejectCode::Internal, "no answer for a decision").frame()
                 })
             }
         }
+    }
+
+    /// Waits until everything committed so far is durable: before a stored receipt is
+    /// answered again.
+    async fn durable_now(&self) -> Result<(), Refusal> {
+        self.store.flush().await.map_err(|e| {
+            tracing::error!(error = %e, "cannot flush the store");
+            Refusal::new(RejectCode::StorageUnavailable, "inbox unavailable")
+        })
     }
 
     fn lookup(&self, id: Uuid) -> Result<Option<Stored>, StoreError> {
@@ -500,9 +516,14 @@ impl Runtime {
             }
             // Two streams raced with the same record: answer as a duplicate would be.
             Err(StoreError::AlreadyReceived { .. }) => match self.lookup(record_id) {
-                Ok(Some(stored)) if stored.envelope_sha256 == envelope_sha256 => Frame::Receipt {
-                    receipt: stored.receipt,
-                },
+                Ok(Some(stored)) if stored.envelope_sha256 == envelope_sha256 => {
+                    match self.durable_now().await {
+                        Ok(()) => Frame::Receipt {
+                            receipt: stored.receipt,
+                        },
+                        Err(refusal) => refusal.frame(),
+                    }
+                }
                 Ok(_) => Refusal::new(
                     RejectCode::Conflict,
                     format!("record {record_id} was already received with other bytes"),

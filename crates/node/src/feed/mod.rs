@@ -549,6 +549,9 @@ async fn step<P: Push>(
     if recs.is_empty() {
         return Ok(Step::Idle);
     }
+    // A record is read as soon as its batch commits, which may be before its flush: hand
+    // over only what is durable (the flush covers everything committed before it).
+    store.flush().await.map_err(|e| e.to_string())?;
     let items = recs
         .iter()
         .map(|r| feed.item(runtime, name, r))
