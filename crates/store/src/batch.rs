@@ -10,13 +10,10 @@
 //! [`Store::write_batched`] queues the writer's closure for a committer thread owned by the
 //! store. The committer takes every closure queued while it was busy, runs them **in queue
 //! order inside one sled transaction** (each sees the writes of those before it, as if they
-//! had committed one after the other) and commits. A flusher thread then flushes (and
-//! fdatasyncs) once for every batch committed since its last flush, and only then answers
-//! their writers; meanwhile the committer already runs the next batch, so a transaction
-//! does not wait for the disk. sled's log is written in order, so a batch is never durable
-//! without the batches committed before it. A closure that aborts is dropped from the batch
-//! with its error and the transaction runs again without it, so no writer sees the effect of
-//! another's abort: the outcome is the one serial commits in queue order would have had.
+//! had committed one after the other), commits, flushes (and fdatasyncs) once, and only
+//! then answers each writer. A closure that aborts is dropped from the batch with its error
+//! and the transaction runs again without it, so no writer sees the effect of another's
+//! abort: the outcome is the one serial commits in queue order would have had.
 //!
 //! Every guarantee of [`Store::write`] holds: each closure's changes and its journal entries
 //! commit together (and here with those of its batch), the journal head moves inside the
@@ -128,30 +125,8 @@ impl Committer {
     }
 }
 
-/// A committed batch waiting for the flush that makes it durable: its writers, answered
-/// only then.
-struct Committed {
-    ticket: u64,
-    writers: Vec<Box<dyn Queued>>,
-}
-
 impl Committer {
-    /// Commits batches on this thread and hands each to a flusher thread, so that the next
-    /// batch's transaction runs while the previous one's flush and fdatasync wait on the
-    /// disk; the flusher makes every batch committed meanwhile durable with one flush.
     fn run(self, jobs: &mpsc::Receiver<Box<dyn Queued>>) {
-        let (to_flush, committed) = mpsc::channel::<Committed>();
-        let store = self.store.clone();
-        let flusher = std::thread::Builder::new()
-            .name("pons-store-flush".into())
-            .spawn(move || flush(&store, &committed));
-        let flusher = match flusher {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the store's flusher thread");
-                return;
-            }
-        };
         while let Ok(first) = jobs.recv() {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -163,23 +138,15 @@ impl Committer {
             // A closure that panics loses its batch (those writers get an error: the channel
             // of each answer is dropped unanswered), not the store: the committer goes on.
             let commit = std::panic::AssertUnwindSafe(|| self.commit(batch));
-            match std::panic::catch_unwind(commit) {
-                Ok(Some(done)) => {
-                    if to_flush.send(done).is_err() {
-                        tracing::error!("the store's flusher has stopped");
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => tracing::error!("a batched write panicked; its batch was not committed"),
+            if std::panic::catch_unwind(commit).is_err() {
+                tracing::error!("a batched write panicked; its batch was not committed");
             }
         }
-        drop(to_flush);
-        let _ = flusher.join();
     }
 
-    /// Runs `batch` in one transaction, dropping closures that abort; answers the writers
-    /// that failed and returns the others, committed, for the flush.
-    fn commit(&self, batch: Vec<Box<dyn Queued>>) -> Option<Committed> {
+    /// Runs `batch` in one transaction (dropping closures that abort), makes it durable and
+    /// answers every writer.
+    fn commit(&self, batch: Vec<Box<dyn Queued>>) {
         let mut failed: Vec<Option<StoreError>> = batch.iter().map(|_| None).collect();
         let committed = loop {
             if failed.iter().all(Option::is_some) {
@@ -188,42 +155,22 @@ impl Committer {
             match self.store.transaction(&batch, &failed) {
                 Ok(ticket) => break Some(Ok(ticket)),
                 Err(TransactionError::Abort((i, e))) => failed[i] = Some(e),
-                Err(TransactionError::Storage(e)) => break Some(Err(StoreError::from(e))),
+                Err(TransactionError::Storage(e)) => break Some(Err(e)),
             }
         };
-        let mut writers = Vec::new();
+        let outcome = match committed {
+            None => None,
+            Some(Ok(ticket)) => Some(self.store.sync_through(ticket).map(|()| ticket)),
+            Some(Err(e)) => Some(Err(StoreError::from(e))),
+        };
         for (job, failure) in batch.into_iter().zip(failed) {
-            match (failure, &committed) {
-                (Some(e), _) => job.answer(Err(e)),
-                (None, Some(Err(e))) => job.answer(Err(duplicate(e))),
-                (None, Some(Ok(_))) => writers.push(job),
-                (None, None) => job.answer(Err(StoreError::Task("batch committed nothing".into()))),
-            }
-        }
-        match committed {
-            Some(Ok(ticket)) => Some(Committed { ticket, writers }),
-            _ => None,
-        }
-    }
-}
-
-/// The flusher: makes every batch committed since its last flush durable with one flush
-/// (and fdatasync), then answers their writers.
-fn flush(store: &crate::Shared, committed: &mpsc::Receiver<Committed>) {
-    while let Ok(first) = committed.recv() {
-        let mut group = vec![first];
-        while let Ok(more) = committed.try_recv() {
-            group.push(more);
-        }
-        let last = group.iter().map(|c| c.ticket).max().unwrap_or(0);
-        let outcome = store.sync_through(last);
-        for done in group {
-            for writer in done.writers {
-                writer.answer(match &outcome {
-                    Ok(()) => Ok(done.ticket),
-                    Err(e) => Err(duplicate(e)),
-                });
-            }
+            let answer = match (failure, &outcome) {
+                (Some(e), _) => Err(e),
+                (None, Some(Ok(ticket))) => Ok(*ticket),
+                (None, Some(Err(e))) => Err(duplicate(e)),
+                (None, None) => Err(StoreError::Task("batch committed nothing".into())),
+            };
+            job.answer(answer);
         }
     }
 }
@@ -323,16 +270,6 @@ mod tests {
 
     type Answer = oneshot::Receiver<Result<(u64, u64), StoreError>>;
 
-    /// What the committer and the flusher do with one batch, on this thread.
-    fn commit_durably(store: &Store, batch: Vec<Box<dyn Queued>>) {
-        let (to_flush, committed) = mpsc::channel();
-        if let Some(done) = Committer::new(store.shared.clone()).commit(batch) {
-            to_flush.send(done).unwrap();
-        }
-        drop(to_flush);
-        flush(&store.shared, &committed);
-    }
-
     /// A job that appends one journal entry by `actor`, then aborts if `fail`.
     fn job(actor: &'static str, fail: bool) -> (Box<dyn Queued>, Answer) {
         let (reply, answer) = oneshot::channel();
@@ -358,7 +295,7 @@ mod tests {
         let (a, answer_a) = job("a", false);
         let (b, answer_b) = job("b", true);
         let (c, answer_c) = job("c", false);
-        commit_durably(&store, vec![a, b, c]);
+        Committer::new(store.shared.clone()).commit(vec![a, b, c]);
 
         let (seq_a, ticket_a) = answer_a.blocking_recv().unwrap().unwrap();
         let refused = answer_b.blocking_recv().unwrap().unwrap_err();
@@ -378,7 +315,7 @@ mod tests {
         let store = Store::open(dir.path(), Options::default()).unwrap();
         let (a, answer_a) = job("a", true);
         let (b, answer_b) = job("b", true);
-        commit_durably(&store, vec![a, b]);
+        Committer::new(store.shared.clone()).commit(vec![a, b]);
         assert!(answer_a.blocking_recv().unwrap().is_err());
         assert!(answer_b.blocking_recv().unwrap().is_err());
         assert_eq!(store.journal_head().unwrap().seq, 0);
