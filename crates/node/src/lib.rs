@@ -13,5 +13,6 @@ mod notify;
 pub mod retention;
 pub mod runtime;
 pub mod secret;
+mod sent;
 
 pub use config::{Config, ConfigError, PeerConfig, Role};

@@ -29,6 +29,7 @@ use uuid::Uuid;
 use crate::config::Role;
 use crate::control::{Caller, Response};
 use crate::runtime::{parse_id, require, Runtime};
+use crate::sent::Outgoing;
 
 type Refused = Response;
 
@@ -86,7 +87,8 @@ impl Runtime {
     }
 
     /// The erasure notice telling `to` that record `id` (subject `subject_ref`) was
-    /// erased on `ground`, sealed and ready to store with the erasure.
+    /// erased on `ground`, sealed and ready to store with the erasure; with what the
+    /// sender keeps of it once it is stored (see `crate::sent`).
     pub(crate) fn notice(
         &self,
         id: Uuid,
@@ -94,7 +96,7 @@ impl Runtime {
         subject_ref: Option<&str>,
         ground: &RetentionGround,
         actor: &str,
-    ) -> Result<Submission, String> {
+    ) -> Result<(Submission, Outgoing), String> {
         let record =
             RecordId::from_uuid(id).map_err(|e| format!("record {id}: not a record id: {e}"))?;
         let subject = subject_ref
@@ -129,14 +131,16 @@ impl Runtime {
         journal.purpose = Some(sealed.record.purpose.clone());
         journal.justification = Some(sealed.record.justification.clone());
         journal.legal_basis = Some(sealed.record.legal_basis.clone());
-        self.store
+        let sub = self
+            .store
             .prepare_submission(
                 sealed.meta,
                 Some(sealed.deadlines),
                 &sealed.envelope,
                 journal,
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok((sub, Outgoing::sealed(&sealed.record, &sealed.envelope)))
     }
 
     /// Erase record `id` on `ground`, with the erasure notice to its recipient if it was
@@ -172,7 +176,7 @@ impl Runtime {
         loop {
             match self
                 .store
-                .erase_notifying(id, draft.clone(), &check, notice.as_ref())
+                .erase_notifying(id, draft.clone(), &check, notice.as_ref().map(|(n, _)| n))
                 .await
             {
                 // Delivered since it was read: make the notice and try again.
@@ -180,8 +184,11 @@ impl Runtime {
                     notice = Some(make()?);
                 }
                 Ok(erased) => {
-                    let sent = match (erased.notice_seq, &notice) {
-                        (Some(_), Some(n)) => {
+                    // Erased data does not stay in memory either.
+                    self.forget_sent(id);
+                    let sent = match (erased.notice_seq, notice) {
+                        (Some(_), Some((n, outgoing))) => {
+                            self.keep_sent(n.id(), outgoing);
                             self.enqueue(&entry.counterpart, n.id());
                             tracing::info!(record = %id, to = %entry.counterpart, notice = %n.id(), "erasure notice queued");
                             Some(n.id())
@@ -204,9 +211,9 @@ impl Runtime {
         id: Uuid,
         receipt: &[u8],
     ) -> Result<(), String> {
-        let (r, signer) =
-            Receipt::open(receipt, self.trust(), self.now()).map_err(|e| e.to_string())?;
-        if &signer != peer || r.sender != *self.node() {
+        let opened = self.open_receipt(receipt).map_err(|e| e.to_string())?;
+        let (r, signer) = (&opened.receipt, &opened.signer);
+        if signer != peer || r.sender != *self.node() {
             return Err(format!(
                 "receipt is signed by {signer} for sender {}, not by {peer} for {}",
                 r.sender,
@@ -224,7 +231,8 @@ impl Runtime {
         let ground = RetentionGround::Ordered(format!(
             "record {id} was erased on this node while in flight to {peer}"
         ));
-        let notice = self.notice(id, peer, rec.subject_ref.as_deref(), &ground, SYSTEM_ACTOR)?;
+        let (notice, outgoing) =
+            self.notice(id, peer, rec.subject_ref.as_deref(), &ground, SYSTEM_ACTOR)?;
         let mut journal = self.draft(SYSTEM_ACTOR, Operation::Disclose, Outcome::Success);
         journal.counterpart = Some(peer.clone());
         journal.justification = Some(format!(
@@ -238,10 +246,15 @@ impl Runtime {
             .await
         {
             Ok(_) => {
+                self.forget_sent(id);
+                self.keep_sent(notice_id, outgoing);
                 self.enqueue(peer, notice_id);
                 Ok(())
             }
-            Err(StoreError::InvalidTransition { .. }) => Ok(()),
+            Err(StoreError::InvalidTransition { .. }) => {
+                self.forget_sent(id);
+                Ok(())
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -368,6 +381,12 @@ impl Runtime {
             .rectify(&sub, &order)
             .await
             .map_err(|e| Response::runtime(format!("cannot store the rectification: {e}")))?;
+        // The original is erased here (or kept restricted, never sent again).
+        self.forget_sent(uuid);
+        self.keep_sent(
+            *record.id.as_uuid(),
+            Outgoing::sealed(record, &sealed.envelope),
+        );
         self.enqueue(&original.to, *record.id.as_uuid());
         tracing::info!(record = %record.id, supersedes = %uuid, to = %original.to, "rectification accepted");
         Ok(json!({

@@ -443,9 +443,10 @@ pub async fn sweep_loop(rt: std::sync::Arc<Runtime>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Two runtimes in one process with an injected clock: deadlines, reviews, holds,
-    //! restriction of showing and sending, and the sweep, without sockets or sleeps.
+    //! restriction of showing and sending, and the sweep, without sockets or sleeps. The
+    //! two-node setup is shared with the sender's tests in `crate::sent`.
 
     use std::path::Path;
     use std::sync::{Arc, Mutex};
@@ -461,7 +462,7 @@ mod tests {
     use crate::control::{Handler, Request};
     use crate::runtime::Clock;
 
-    const MRR: &str = "minor-risk-report";
+    pub(crate) const MRR: &str = "minor-risk-report";
 
     fn config(node: &str, peer: &str, send: &str, receive: &str) -> String {
         format!(
@@ -486,8 +487,8 @@ receive = [{receive}]
         )
     }
 
-    struct Node {
-        rt: Runtime,
+    pub(crate) struct Node {
+        pub(crate) rt: Runtime,
     }
 
     fn node(ca: &DevCa, node: &str, cfg: String, dir: &Path, clock: Clock) -> Node {
@@ -512,7 +513,7 @@ receive = [{receive}]
 
     /// adolescence, which sends minor-risk reports, and cuta, which receives them; their
     /// policies name only that class.
-    fn pair(ca: &DevCa, dir: &Path, clock: &Clock) -> (Node, Node) {
+    pub(crate) fn pair(ca: &DevCa, dir: &Path, clock: &Clock) -> (Node, Node) {
         let quote = format!("{MRR:?}");
         let a = node(
             ca,
@@ -539,17 +540,17 @@ receive = [{receive}]
         }
     }
 
-    fn everyone() -> Caller {
+    pub(crate) fn everyone() -> Caller {
         caller(&[Role::Caseworker, Role::Dpo, Role::Operator])
     }
 
-    fn report() -> String {
+    pub(crate) fn report() -> String {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../config/examples/minor-risk-report.json");
         std::fs::read_to_string(path).unwrap()
     }
 
-    async fn ok(rt: &Runtime, request: Request) -> serde_json::Value {
+    pub(crate) async fn ok(rt: &Runtime, request: Request) -> serde_json::Value {
         match rt.handle(everyone(), request).await {
             Response::Ok { body } => body,
             Response::Err { message, .. } => panic!("refused: {message}"),
@@ -570,7 +571,7 @@ receive = [{receive}]
         }
     }
 
-    fn hold(id: Uuid, add: bool) -> Request {
+    pub(crate) fn hold(id: Uuid, add: bool) -> Request {
         Request::Hold {
             id: id.to_string(),
             reason: "inquiry 2026/77".into(),
@@ -578,7 +579,7 @@ receive = [{receive}]
         }
     }
 
-    fn spiffe(node: &str) -> SpiffeId {
+    pub(crate) fn spiffe(node: &str) -> SpiffeId {
         SpiffeId {
             federation: "pons.example".into(),
             node: NodeId::new(node).unwrap(),
@@ -784,7 +785,7 @@ receive = [{receive}]
             .collect()
     }
 
-    fn journal_of(rt: &Runtime) -> Vec<pons_core::journal::JournalEntry> {
+    pub(crate) fn journal_of(rt: &Runtime) -> Vec<pons_core::journal::JournalEntry> {
         rt.store.journal_iter(0).map(|e| e.unwrap()).collect()
     }
 

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pons_core::cose;
-use pons_core::envelope::{open_record, seal_record, stored_record, EnvelopeError};
+use pons_core::envelope::{open_record, seal_record, EnvelopeError};
 use pons_core::journal::{JournalDraft, Operation, Outcome, SYSTEM_ACTOR};
 use pons_core::pseudonym::PseudonymKey;
 use pons_core::receipt::{Receipt, ReceiptItem};
@@ -32,6 +31,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, Role};
 use crate::control::{Caller, Handler, Request, Response};
+use crate::sent::{Disclosure, Outgoing, SentRecords, VerifiedReceipts};
 
 /// A record sealed by this node and not yet stored: see [`Runtime::seal_draft`].
 pub(crate) struct SealedRecord {
@@ -95,6 +95,11 @@ pub struct Runtime {
     links: OnceLock<Arc<dyn Links>>,
     feed: OnceLock<Arc<crate::feed::Feed>>,
     started: OffsetDateTime,
+    /// Records sealed here and not yet closed: one decrypt per record (issue 7).
+    pub(crate) sent: SentRecords,
+    /// Receipts that verified: one signature check per receipt, however many records it
+    /// covers (issue 7).
+    pub(crate) receipts: VerifiedReceipts,
 }
 
 /// An error the runtime reports to the control socket: code and message.
@@ -129,6 +134,8 @@ impl Runtime {
             links: OnceLock::new(),
             feed: OnceLock::new(),
             started,
+            sent: SentRecords::default(),
+            receipts: VerifiedReceipts::default(),
         }
     }
 
@@ -202,6 +209,32 @@ impl Runtime {
                 status.rejected += 1;
             }
         }
+    }
+
+    /// Keeps in memory what the sender needs of record `id`, durable in the outbox, until
+    /// it is closed or erased (see `crate::sent`).
+    pub(crate) fn keep_sent(&self, id: Uuid, record: Outgoing) {
+        // Looked at again once kept: an erasure that committed meanwhile may have run its
+        // `forget_sent` before this `keep`, and erased data must not stay in memory.
+        if self.sent.keep(id, Arc::new(record))
+            && !matches!(self.store.outbox_has_body(id), Ok(true))
+        {
+            self.sent.forget(id);
+        }
+    }
+
+    /// Drops what the sender kept of record `id`: closed, or erased here.
+    pub(crate) fn forget_sent(&self, id: Uuid) {
+        self.sent.forget(id);
+    }
+
+    /// A receipt opened through the cache of verified receipts: the signature and the
+    /// signer's certificate are checked once per distinct receipt (see `crate::sent`).
+    pub(crate) fn open_receipt(
+        &self,
+        receipt: &[u8],
+    ) -> Result<Arc<crate::sent::OpenedReceipt>, pons_core::receipt::ReceiptError> {
+        self.receipts.open(receipt, &self.trust, self.now())
     }
 
     /// Every record still waiting for delivery, by peer: what a restart resumes.
@@ -287,6 +320,10 @@ impl Runtime {
             .await
             .map_err(|e| Response::runtime(format!("cannot store the record: {e}")))?;
         // Durable: from here on the record id may be handed out.
+        self.keep_sent(
+            *record.id.as_uuid(),
+            Outgoing::sealed(record, &sealed.envelope),
+        );
         self.enqueue(&to, *record.id.as_uuid());
         tracing::info!(record = %record.id, to = %to, class = %record.class, "record accepted");
         Ok(record.id)
@@ -607,6 +644,7 @@ impl Runtime {
                         .await
                     {
                         Ok(_) => {
+                            self.forget_sent(id);
                             self.count(peer, true);
                             ResponseOutcome::Delivered
                         }
@@ -614,7 +652,10 @@ impl Runtime {
                         Err(StoreError::InvalidTransition {
                             from: StateKind::Delivered,
                             ..
-                        }) => ResponseOutcome::Delivered,
+                        }) => {
+                            self.forget_sent(id);
+                            ResponseOutcome::Delivered
+                        }
                         Err(e) => {
                             tracing::error!(record = %id, error = %e, "cannot mark a record delivered");
                             ResponseOutcome::Retry
@@ -640,10 +681,14 @@ impl Runtime {
                     .await
                 {
                     Ok(_) => {
+                        self.forget_sent(id);
                         self.count(peer, false);
                         ResponseOutcome::Rejected
                     }
-                    Err(StoreError::InvalidTransition { .. }) => ResponseOutcome::Rejected,
+                    Err(StoreError::InvalidTransition { .. }) => {
+                        self.forget_sent(id);
+                        ResponseOutcome::Rejected
+                    }
                     Err(e) => {
                         tracing::error!(record = %id, error = %e, "cannot mark a record rejected");
                         ResponseOutcome::Retry
@@ -671,16 +716,14 @@ impl Runtime {
         peer: &NodeId,
         id: Uuid,
         receipt: &[u8],
-    ) -> Result<(Option<Record>, Option<pons_core::Effect>), String> {
-        let envelope = self
-            .store
-            .outbox_envelope(id)
+    ) -> Result<(Option<Disclosure>, Option<pons_core::Effect>), String> {
+        let sent = self
+            .outgoing(id)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("record {id} is not in the outbox"))?;
-        let hash = cose::envelope_sha256(&envelope);
-        let (receipt, signer) =
-            Receipt::open(receipt, &self.trust, self.now()).map_err(|e| e.to_string())?;
-        if signer != *peer {
+        let opened = self.open_receipt(receipt).map_err(|e| e.to_string())?;
+        let (receipt, signer) = (&opened.receipt, &opened.signer);
+        if signer != peer {
             return Err(format!(
                 "receipt is signed by {signer}, not by the recipient {peer}"
             ));
@@ -692,13 +735,12 @@ impl Runtime {
                 self.node()
             ));
         }
-        let Some(item) = receipt.covers(id, &hash) else {
+        let Some(item) = receipt.covers(id, &sent.sha256) else {
             return Err(format!(
                 "receipt does not cover record {id} with the bytes sent"
             ));
         };
-        // Our own envelope, sealed and stored by this node: read back, not verified again.
-        Ok((stored_record(&envelope).ok(), item.effect))
+        Ok((sent.disclosure.clone(), item.effect))
     }
 
     /// Whether outbox record `id` was erased here (its metadata stays, its body is gone).
@@ -710,10 +752,24 @@ impl Runtime {
             && matches!(self.store.outbox_get(id), Ok(Some(_)))
     }
 
+    /// What the sender needs of record `id`: kept since it was sealed, or else read back
+    /// (decrypted) from the store. `None` if the outbox has no body for it (erased).
+    fn outgoing(&self, id: Uuid) -> Result<Option<Arc<Outgoing>>, StoreError> {
+        if let Some(kept) = self.sent.get(id) {
+            return Ok(Some(kept));
+        }
+        Ok(self
+            .store
+            .outbox_envelope(id)?
+            .map(|envelope| Arc::new(Outgoing::stored(envelope))))
+    }
+
     /// The envelope to send for record `id`, if it is still waiting.
     ///
     /// Each call counts as a delivery attempt (shown by `pons outbox show`).
     pub fn envelope(&self, id: Uuid) -> Option<Vec<u8>> {
+        // State, restriction and erasure are read from the store on every send; only the
+        // body may come from memory.
         match self.store.outbox_get(id) {
             Ok(Some(r)) if r.state.is_open() => {}
             _ => return None,
@@ -726,7 +782,30 @@ impl Runtime {
         if let Err(e) = self.store.record_attempt(id) {
             tracing::warn!(record = %id, error = %e, "cannot count a delivery attempt");
         }
-        self.store.outbox_envelope(id).ok().flatten()
+        if let Some(kept) = self.sent.get(id) {
+            match self.store.outbox_has_body(id) {
+                Ok(true) => return Some(kept.envelope.to_vec()),
+                // Erased since it was kept: nothing to send, nothing to keep.
+                Ok(false) => {
+                    self.sent.forget(id);
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(record = %id, error = %e, "cannot read the outbox");
+                    return None;
+                }
+            }
+        }
+        // Not kept (after a restart, or past the bound): read back once, and kept for the
+        // receipt.
+        let envelope = self.store.outbox_envelope(id).ok().flatten()?;
+        if !self.sent.has_room(envelope.len()) {
+            return Some(envelope);
+        }
+        let outgoing = Outgoing::stored(envelope);
+        let bytes = outgoing.envelope.to_vec();
+        self.keep_sent(id, outgoing);
+        Some(bytes)
     }
 
     // ---- control requests ---------------------------------------------------------------
