@@ -604,17 +604,7 @@ impl Runtime {
         let uuid = id;
         match frame {
             Frame::Receipt { receipt } if self.erased_here(id) => {
-                match self.delivered_after_erasure(peer, id, &receipt).await {
-                    Ok(()) => {
-                        self.count(peer, true);
-                        ResponseOutcome::Delivered
-                    }
-                    Err(reason) => {
-                        tracing::error!(record = %id, peer = %peer, %reason, "receipt refused");
-                        self.note_error(peer, format!("receipt for {id} refused: {reason}"));
-                        ResponseOutcome::Retry
-                    }
-                }
+                self.on_receipt_after_erasure(peer, id, &receipt).await
             }
             Frame::Receipt { receipt } => match self.check_receipt(peer, id, &receipt) {
                 Ok((record, effect)) => {
@@ -655,6 +645,10 @@ impl Runtime {
                         }) => {
                             self.forget_sent(id);
                             ResponseOutcome::Delivered
+                        }
+                        // Erased after the check above: delivered with its notice.
+                        Err(StoreError::ErasedInFlight { .. }) => {
+                            self.on_receipt_after_erasure(peer, id, &receipt).await
                         }
                         Err(e) => {
                             tracing::error!(record = %id, error = %e, "cannot mark a record delivered");
@@ -704,6 +698,27 @@ impl Runtime {
                     peer,
                     format!("unexpected {} frame in answer to {id}", other.type_name()),
                 );
+                ResponseOutcome::Retry
+            }
+        }
+    }
+
+    /// A receipt for record `id`, erased here while it was in flight: stored with the
+    /// erasure notice to the recipient.
+    async fn on_receipt_after_erasure(
+        &self,
+        peer: &NodeId,
+        id: Uuid,
+        receipt: &[u8],
+    ) -> ResponseOutcome {
+        match self.delivered_after_erasure(peer, id, receipt).await {
+            Ok(()) => {
+                self.count(peer, true);
+                ResponseOutcome::Delivered
+            }
+            Err(reason) => {
+                tracing::error!(record = %id, peer = %peer, %reason, "receipt refused");
+                self.note_error(peer, format!("receipt for {id} refused: {reason}"));
                 ResponseOutcome::Retry
             }
         }

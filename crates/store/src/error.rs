@@ -70,6 +70,17 @@ pub enum StoreError {
         /// The record id.
         id: Uuid,
     },
+    /// A record was erased here while in flight, and its receipt has come: its delivery is
+    /// stored only with the erasure notice that tells the recipient
+    /// ([`crate::Store::mark_delivered_notifying`]).
+    #[error(
+        "record {id}: erased here while in flight: its delivery needs the erasure notice to \
+         its recipient (LED art. 16(6))"
+    )]
+    ErasedInFlight {
+        /// The record id.
+        id: Uuid,
+    },
     /// A record with this id is already in the outbox.
     #[error("outbox record {id} already exists")]
     OutboxDuplicate {

@@ -387,6 +387,12 @@ impl Store {
                     &rec.to,
                 )
                 .or_else(abort)?;
+                // Erased while in flight (the check before this write raced the erasure):
+                // the recipient holds a record this node no longer keeps, so the delivery
+                // goes with the erasure notice that tells it.
+                if sent.is_some() && notice.is_none() && tx.outbox_body.get(key)?.is_none() {
+                    return abort(StoreError::ErasedInFlight { id });
+                }
                 rec.state = state.clone();
                 if let Some((reference, receipt)) = &sent {
                     if tx.receipts.get(reference)?.is_none() {

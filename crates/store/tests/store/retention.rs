@@ -567,3 +567,28 @@ async fn a_sweep_killed_mid_way_leaves_no_half_erased_record_and_resumes() {
         .count() as u64;
     assert_eq!(erases, SWEEP_RECORDS - SWEEP_HELD);
 }
+
+/// A receipt that comes after the record was erased here (in flight: no notice was needed
+/// then) cannot be stored as a plain delivery, which would leave the recipient holding a
+/// record it was never told is erased; it needs the erasure notice (LED art. 16(6)).
+#[tokio::test]
+async fn a_record_erased_in_flight_is_not_marked_delivered_without_its_notice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    fill(&store).await;
+    store.record_attempt(id(2)).expect("in flight");
+    store
+        .erase(id(2), draft(Operation::Erase), |_| Ok(()))
+        .await
+        .expect("erased in flight, before any receipt");
+    let before = journal(&store).len();
+    let err = store
+        .mark_delivered(id(2), b"receipt", now(), draft(Operation::Disclose))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ErasedInFlight { .. }), "{err}");
+    assert!(err.to_string().contains("LED art. 16(6)"), "{err}");
+    assert_eq!(journal(&store).len(), before, "a refusal writes nothing");
+    let rec = store.outbox_get(id(2)).unwrap().expect("metadata kept");
+    assert!(rec.state.is_open(), "{:?}", rec.state);
+}
