@@ -31,17 +31,23 @@ use crate::{Store, StoreError, Tx, TxResult};
 /// of an abort.
 const MAX_BATCH: usize = 256;
 
+/// How long writes that need no flush wait for one that does, to share its transaction.
+const UNFLUSHED_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A closure waiting for the committer, with the place its answer goes.
 pub(crate) trait Queued: Send {
     /// Run the closure inside the batch's transaction; keeps its value for [`Queued::answer`].
     fn run(&self, tx: &Tx<'_>) -> TxResult<()>;
     /// Answer the writer: the value of its last run and the batch's ticket, or the error.
     fn answer(self: Box<Self>, outcome: Result<u64, StoreError>);
+    /// Whether the writer waits for the flush (see [`Store::write_batched_unflushed`]).
+    fn durable(&self) -> bool;
 }
 
 /// A writer's closure, its value once run, and the channel its writer waits on.
 struct Job<T, F> {
     f: F,
+    durable: bool,
     value: RefCell<Option<T>>,
     reply: tokio::sync::oneshot::Sender<Result<(T, u64), StoreError>>,
 }
@@ -68,6 +74,10 @@ where
         };
         // The writer may have gone away (its task cancelled); the write stands.
         let _ = reply.send(answer);
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 }
 
@@ -135,6 +145,17 @@ impl Committer {
                     Err(_) => break,
                 }
             }
+            // Writes that do not wait for a flush wait a little for one that does, and ride
+            // in its transaction: with sled every transaction costs two log writes, so fewer
+            // and larger transactions are what makes a store fast.
+            let deadline = std::time::Instant::now() + UNFLUSHED_WAIT;
+            while batch.len() < MAX_BATCH && !batch.iter().any(|j| j.durable()) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match jobs.recv_timeout(left) {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
             // A closure that panics loses its batch (those writers get an error: the channel
             // of each answer is dropped unanswered), not the store: the committer goes on.
             let commit = std::panic::AssertUnwindSafe(|| self.commit(batch));
@@ -158,9 +179,16 @@ impl Committer {
                 Err(TransactionError::Storage(e)) => break Some(Err(e)),
             }
         };
+        // Flushed only if a writer of the batch waits for it; otherwise the next flush (any
+        // durable write's, or sled's own every 500 ms) covers the batch.
+        let wait = batch
+            .iter()
+            .zip(&failed)
+            .any(|(job, failure)| failure.is_none() && job.durable());
         let outcome = match committed {
             None => None,
-            Some(Ok(ticket)) => Some(self.store.sync_through(ticket).map(|()| ticket)),
+            Some(Ok(ticket)) if wait => Some(self.store.sync_through(ticket).map(|()| ticket)),
+            Some(Ok(ticket)) => Some(Ok(ticket)),
             Some(Err(e)) => Some(Err(StoreError::from(e))),
         };
         for (job, failure) in batch.into_iter().zip(failed) {
@@ -213,9 +241,32 @@ impl Store {
         T: Send + 'static,
         F: Fn(&Tx<'_>) -> TxResult<T> + Send + 'static,
     {
+        self.queue(f, true).await
+    }
+
+    /// [`Store::write_batched`] for a write that acknowledges nothing to anyone, so that
+    /// losing it in a crash only means doing it again: it returns once committed, and is made
+    /// durable by the next flush (that of any durable write, or sled's own every 500 ms). A
+    /// sender's "delivered" is such a write: the receiver holds the record and its receipt
+    /// durably, and a sender that lost the mark sends the record again and gets the same
+    /// receipt back.
+    pub(crate) async fn write_batched_unflushed<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&Tx<'_>) -> TxResult<T> + Send + 'static,
+    {
+        self.queue(f, false).await
+    }
+
+    async fn queue<T, F>(&self, f: F, durable: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&Tx<'_>) -> TxResult<T> + Send + 'static,
+    {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.batcher.send(Box::new(Job {
             f,
+            durable,
             value: RefCell::new(None),
             reply,
         }))?;
@@ -272,6 +323,10 @@ mod tests {
 
     /// A job that appends one journal entry by `actor`, then aborts if `fail`.
     fn job(actor: &'static str, fail: bool) -> (Box<dyn Queued>, Answer) {
+        job_of(actor, fail, true)
+    }
+
+    fn job_of(actor: &'static str, fail: bool, durable: bool) -> (Box<dyn Queued>, Answer) {
         let (reply, answer) = oneshot::channel();
         let f = move |tx: &Tx<'_>| {
             let seq = tx.append(&draft(actor))?.seq;
@@ -282,6 +337,7 @@ mod tests {
         };
         let job = Job {
             f,
+            durable,
             value: RefCell::new(None),
             reply,
         };
@@ -307,6 +363,33 @@ mod tests {
         let actors: Vec<String> = store.journal_iter(1).map(|e| e.unwrap().actor).collect();
         assert_eq!(actors, ["a", "c"]);
         assert_eq!(store.verify_journal().unwrap().seq, 2);
+    }
+
+    /// A batch flushes only if one of its writers waits for it.
+    #[test]
+    fn a_batch_is_flushed_only_for_a_writer_that_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let synced = || *store.shared.synced.blocking_lock();
+        let committer = Committer::new(store.shared.clone());
+        let (a, answer_a) = job_of("a", false, false);
+        committer.commit(vec![a]);
+        let (_, ticket_a) = answer_a.blocking_recv().unwrap().unwrap();
+        assert!(
+            synced() < ticket_a,
+            "an unflushed write is answered without a flush"
+        );
+        let (b, answer_b) = job_of("b", false, false);
+        let (c, answer_c) = job_of("c", false, true);
+        committer.commit(vec![b, c]);
+        let (_, ticket_b) = answer_b.blocking_recv().unwrap().unwrap();
+        let (_, ticket_c) = answer_c.blocking_recv().unwrap().unwrap();
+        assert_eq!(ticket_b, ticket_c);
+        assert!(synced() >= ticket_c, "a durable writer's batch is flushed");
+        assert!(
+            synced() > ticket_a,
+            "and the flush covers what was committed before it"
+        );
     }
 
     #[test]

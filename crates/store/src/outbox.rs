@@ -279,7 +279,10 @@ impl Store {
     }
 
     /// Mark a pending or in-flight record delivered on a valid receipt, with its `disclose`
-    /// journal entry, in one transaction; returns once durable.
+    /// journal entry, in one transaction; returns once committed, **not** waiting for the
+    /// flush: the mark acknowledges nothing to anyone, and a crash before the next flush
+    /// leaves the record open, so it is sent again and its recipient answers the receipt it
+    /// stored (the journal then gets the `disclose` entry once).
     ///
     /// A receipt may cover many records (a receiver batches them): it is stored once, and
     /// [`Store::outbox_get`] reads it back whole for each.
@@ -362,55 +365,61 @@ impl Store {
             }
             other => (other, None),
         };
-        // Batched: one transaction and one flush with the writes queued beside it.
-        let seq = self
-            .write_batched(move |tx| {
-                let key = id.as_bytes();
-                let Some(v) = tx.outbox.get(key)? else {
-                    return abort(StoreError::OutboxNotFound { id });
-                };
-                let mut rec: OutboxRecord =
-                    codec::decode("outbox record", key, &v).or_else(abort)?;
-                if !rec.state.is_open() {
-                    return abort(StoreError::InvalidTransition {
-                        id,
-                        from: rec.state.kind(),
-                        to: state.kind(),
-                    });
-                }
-                let draft = prepare_draft(
-                    draft.clone(),
-                    operation,
+        // A plain delivery acknowledges nothing to anyone: committed with the writes queued
+        // beside it, made durable by their flush or the next one (see
+        // `Store::write_batched_unflushed`). A crash before that leaves the record open, so
+        // it is sent again and the recipient answers its stored receipt. A delivery with an
+        // erasure notice is flushed before the notice is queued for sending.
+        let unflushed = sent.is_some() && notice.is_none();
+        let write = move |tx: &Tx<'_>| {
+            let key = id.as_bytes();
+            let Some(v) = tx.outbox.get(key)? else {
+                return abort(StoreError::OutboxNotFound { id });
+            };
+            let mut rec: OutboxRecord = codec::decode("outbox record", key, &v).or_else(abort)?;
+            if !rec.state.is_open() {
+                return abort(StoreError::InvalidTransition {
                     id,
-                    &rec.class,
-                    rec.subject_ref.as_deref(),
-                    &rec.to,
-                )
-                .or_else(abort)?;
-                // Erased while in flight (the check before this write raced the erasure):
-                // the recipient holds a record this node no longer keeps, so the delivery
-                // goes with the erasure notice that tells it.
-                if sent.is_some() && notice.is_none() && tx.outbox_body.get(key)?.is_none() {
-                    return abort(StoreError::ErasedInFlight { id });
+                    from: rec.state.kind(),
+                    to: state.kind(),
+                });
+            }
+            let draft = prepare_draft(
+                draft.clone(),
+                operation,
+                id,
+                &rec.class,
+                rec.subject_ref.as_deref(),
+                &rec.to,
+            )
+            .or_else(abort)?;
+            // Erased while in flight (the check before this write raced the erasure):
+            // the recipient holds a record this node no longer keeps, so the delivery
+            // goes with the erasure notice that tells it.
+            if sent.is_some() && notice.is_none() && tx.outbox_body.get(key)?.is_none() {
+                return abort(StoreError::ErasedInFlight { id });
+            }
+            rec.state = state.clone();
+            if let Some((reference, receipt)) = &sent {
+                if tx.receipts.get(reference)?.is_none() {
+                    tx.receipts
+                        .insert(reference.as_slice(), receipt.as_slice())?;
                 }
-                rec.state = state.clone();
-                if let Some((reference, receipt)) = &sent {
-                    if tx.receipts.get(reference)?.is_none() {
-                        tx.receipts
-                            .insert(reference.as_slice(), receipt.as_slice())?;
-                    }
-                }
-                let value = codec::encode("outbox record", &rec).or_else(abort)?;
-                tx.outbox.insert(key, value)?;
-                tx.outbox_pending.remove(key)?;
-                let seq = tx.append(&draft)?.seq;
-                if let Some(notice) = &notice {
-                    tx.submit(notice)?;
-                }
-                Ok(seq)
-            })
-            .await?;
-        Ok(seq)
+            }
+            let value = codec::encode("outbox record", &rec).or_else(abort)?;
+            tx.outbox.insert(key, value)?;
+            tx.outbox_pending.remove(key)?;
+            let seq = tx.append(&draft)?.seq;
+            if let Some(notice) = &notice {
+                tx.submit(notice)?;
+            }
+            Ok(seq)
+        };
+        if unflushed {
+            self.write_batched_unflushed(write).await
+        } else {
+            self.write_batched(write).await
+        }
     }
 
     /// Count a delivery attempt and move the record to [`OutboxState::InFlight`]. Returns the
