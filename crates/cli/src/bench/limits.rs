@@ -22,6 +22,9 @@ const WINDOW: Duration = Duration::from_millis(400);
 /// Appends per fdatasync in the grouped measurement (what group commit could reach).
 pub const GROUP: usize = 64;
 
+/// The size of each write in the synced-bandwidth measurement (64 KiB).
+pub const SYNCED_BLOCK: usize = 64 * 1024;
+
 /// What the machine can do, per second, on one core.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Limits {
@@ -37,6 +40,10 @@ pub struct Limits {
     pub fdatasync_per_s: f64,
     /// Appends per second when [`GROUP`] appends share one fdatasync.
     pub appends_per_s_group_64: f64,
+    /// Bytes per second written in [`SYNCED_BLOCK`]-byte writes, each followed by an
+    /// fdatasync: what the disk takes when every write must reach it before the next (a
+    /// database's log writes, each synced).
+    pub synced_write_bytes_per_s: f64,
     /// CPU cores available to this process.
     pub cores: usize,
 }
@@ -55,6 +62,7 @@ pub fn measure(dir: &Path, size: usize) -> anyhow::Result<Limits> {
     let (p256_sign_per_s, p256_verify_per_s) = signatures(&p256, &msg)?;
     let fdatasync_per_s = appends(dir, size, 1)?;
     let appends_per_s_group_64 = appends(dir, size, GROUP)?;
+    let synced_write_bytes_per_s = appends(dir, SYNCED_BLOCK, 1)? * SYNCED_BLOCK as f64;
     Ok(Limits {
         ed25519_sign_per_s,
         ed25519_verify_per_s,
@@ -62,6 +70,7 @@ pub fn measure(dir: &Path, size: usize) -> anyhow::Result<Limits> {
         p256_verify_per_s,
         fdatasync_per_s,
         appends_per_s_group_64,
+        synced_write_bytes_per_s,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
 }
@@ -140,6 +149,7 @@ mod tests {
             ("p256 verify", l.p256_verify_per_s),
             ("fdatasync", l.fdatasync_per_s),
             ("group", l.appends_per_s_group_64),
+            ("synced bytes", l.synced_write_bytes_per_s),
         ] {
             assert!(v.is_finite() && v > 0.0, "{name}: {v}");
         }
