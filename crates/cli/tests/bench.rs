@@ -54,6 +54,7 @@ fn bench_json_has_every_figure() {
         "limits.p256_verify_per_s",
         "limits.fdatasync_per_s",
         "limits.appends_per_s_group_64",
+        "limits.synced_write_bytes_per_s",
         "bounds.crypto_records_per_s",
         "bounds.group_64_records_per_s",
         "bounds.ratio",
@@ -101,6 +102,23 @@ fn bench_json_has_every_figure() {
     // write_bytes is absent where the kernel does not account it; never a wrong type.
     let disk = &v["disk_write_bytes_per_record"];
     assert!(disk.is_null() || disk.is_number(), "{disk}");
+    // The disk bound exists exactly when the bytes written are known, and what binds this
+    // code is the lower of its CPU and disk bounds.
+    let bounds = &v["bounds"];
+    let cpu = number(bounds, "cpu_records_per_s");
+    let code = bounds["code_binding"].as_str().unwrap();
+    match bounds["disk_records_per_s"].as_f64() {
+        Some(d) => {
+            assert!(disk.as_f64().is_some_and(|b| b > 0.0), "{bounds}");
+            assert_eq!(
+                code,
+                if d < cpu { "disk-writes" } else { "cpu" },
+                "{bounds}"
+            );
+        }
+        None => assert_eq!(code, "cpu", "{bounds}"),
+    }
+    assert!(number(bounds, "code_ratio") > 0.0, "{bounds}");
 }
 
 fn bench_json(args: &[&str]) -> Value {
