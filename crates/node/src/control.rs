@@ -493,6 +493,14 @@ mod tests {
         }
     }
 
+    /// The name of the user running the tests.
+    fn current_user() -> String {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name
+    }
+
     fn roles_for(user: &str) -> Roles {
         let mut roles = Roles::default();
         let members = RoleMembers {
@@ -507,10 +515,7 @@ mod tests {
     async fn caller_comes_from_peer_credentials_and_roles_apply() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .unwrap()
-            .unwrap()
-            .name;
+        let me = current_user();
 
         let listener = bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -567,10 +572,7 @@ mod tests {
     async fn a_connection_carries_requests_one_after_the_other() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
-        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
-            .unwrap()
-            .unwrap()
-            .name;
+        let me = current_user();
         let server = tokio::spawn(serve(bind(&path).unwrap(), roles_for(&me), Arc::new(Echo)));
         let mut conn = Connection::open(&path).await.unwrap();
         for _ in 0..3 {

@@ -511,6 +511,13 @@ receive = [{receive}]
         }
     }
 
+    /// A clock a test moves: the clock to give runtimes, and the time it reads.
+    pub(crate) fn test_clock(start: OffsetDateTime) -> (Clock, Arc<Mutex<OffsetDateTime>>) {
+        let now = Arc::new(Mutex::new(start));
+        let read = now.clone();
+        (Arc::new(move || *read.lock().unwrap()), now)
+    }
+
     /// adolescence, which sends minor-risk reports, and cuta, which receives them; their
     /// policies name only that class.
     pub(crate) fn pair(ca: &DevCa, dir: &Path, clock: &Clock) -> (Node, Node) {
@@ -598,11 +605,7 @@ receive = [{receive}]
         let dir = tempfile::tempdir().unwrap();
         let start = OffsetDateTime::now_utc();
         let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, start).unwrap();
-        let now = Arc::new(Mutex::new(start));
-        let clock: Clock = {
-            let now = now.clone();
-            Arc::new(move || *now.lock().unwrap())
-        };
+        let (clock, now) = test_clock(start);
         let set = |t: OffsetDateTime| *now.lock().unwrap() = t;
         let (a, c) = pair(&ca, dir.path(), &clock);
 

@@ -286,7 +286,7 @@ mod tests {
     //! The sender's two caches, alone and inside a runtime facing a receiver (the
     //! two-node setup of `crate::retention::tests`), with an injected clock.
 
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     use pons_core::journal::Operation;
     use pons_core::receipt::{ReceiptItem, RECEIPT_VERSION};
@@ -301,7 +301,9 @@ mod tests {
 
     use super::*;
     use crate::control::Request;
-    use crate::retention::tests::{everyone, hold, journal_of, ok, pair, report, spiffe, MRR};
+    use crate::retention::tests::{
+        everyone, hold, journal_of, ok, pair, report, spiffe, test_clock, MRR,
+    };
     use crate::runtime::{Clock, Runtime};
 
     fn node(name: &str) -> NodeId {
@@ -439,11 +441,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let start = OffsetDateTime::now_utc();
         let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, start).unwrap();
-        let now = Arc::new(Mutex::new(start));
-        let clock: Clock = {
-            let now = now.clone();
-            Arc::new(move || *now.lock().unwrap())
-        };
+        let (clock, now) = test_clock(start);
         let (a, c) = pair(&ca, dir.path(), &clock);
         let cuta = node("cuta");
         let (r1, r2, r3) = (
