@@ -368,18 +368,7 @@ fn an_erasure_at_the_sender_reaches_the_recipient_with_a_notice_and_its_answer()
     let original = fed.control_ok("adolescence", Request::OutboxShow { id: id.clone() });
     assert_eq!(original["erased"], true, "{original}");
     assert_eq!(shown["erased"], false, "{shown}");
-    let cuta = fed.config("cuta").display().to_string();
-    let show = |rid: &str| {
-        fed.pons(&[
-            "inbox",
-            "show",
-            rid,
-            "--config",
-            &cuta,
-            "--justification",
-            "assessment",
-        ])
-    };
+    let show = |rid: &str| inbox_show(&fed, "cuta", rid);
     assert_eq!(
         show(&id).status.code(),
         Some(2),
@@ -595,18 +584,7 @@ fn pons_rectify_replaces_the_record_at_the_recipient() {
         (shown["state"] == "delivered").then_some(shown)
     });
     assert_eq!(shown["receipt"]["effect"]["effect"], "erased", "{shown}");
-    let cuta = fed.config("cuta").display().to_string();
-    let show = |rid: &str| {
-        fed.pons(&[
-            "inbox",
-            "show",
-            rid,
-            "--config",
-            &cuta,
-            "--justification",
-            "assessment",
-        ])
-    };
+    let show = |rid: &str| inbox_show(&fed, "cuta", rid);
     assert_eq!(show(&id).status.code(), Some(2), "the original is gone");
     let new = show(&rect);
     let text = String::from_utf8_lossy(&new.stdout);
@@ -637,4 +615,18 @@ fn pons_rectify_replaces_the_record_at_the_recipient() {
         outbox_of(&fed, "adolescence", "rectification").len(),
         before
     );
+}
+
+/// `pons inbox show ID` on `node`, with a justification.
+fn inbox_show(fed: &Federation, node: &str, id: &str) -> std::process::Output {
+    let config = fed.config(node).display().to_string();
+    fed.pons(&[
+        "inbox",
+        "show",
+        id,
+        "--config",
+        &config,
+        "--justification",
+        "assessment",
+    ])
 }

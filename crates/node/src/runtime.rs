@@ -105,6 +105,10 @@ pub struct Runtime {
 /// An error the runtime reports to the control socket: code and message.
 type Refused = Response;
 
+/// A receipt that covers the record sent: the disclosure's fields (when the record can be
+/// read back) and the effect the receipt states.
+type ReceiptChecked = (Option<Disclosure>, Option<pons_core::Effect>);
+
 impl Runtime {
     /// A runtime over an opened store, with loaded keys and trust.
     pub fn new(
@@ -603,11 +607,10 @@ impl Runtime {
     pub async fn on_response(&self, peer: &NodeId, id: Uuid, frame: Frame) -> ResponseOutcome {
         let uuid = id;
         match frame {
-            Frame::Receipt { receipt } if self.erased_here(id) => {
-                self.on_receipt_after_erasure(peer, id, &receipt).await
-            }
             Frame::Receipt { receipt } => match self.check_receipt(peer, id, &receipt) {
-                Ok((record, effect)) => {
+                // No body here: erased while in flight; delivered with its notice.
+                Ok(None) => self.on_receipt_after_erasure(peer, id, &receipt).await,
+                Ok(Some((record, effect))) => {
                     let mut journal =
                         self.draft(SYSTEM_ACTOR, Operation::Disclose, Outcome::Success);
                     // LED art. 25(1): a disclosure log names the recipient, the justification
@@ -724,18 +727,19 @@ impl Runtime {
         }
     }
 
-    /// Checks a receipt against the exact envelope sent; returns the record sent (for the
-    /// disclosure's journal entry) when it can be read back.
+    /// Checks a receipt against the exact envelope sent; returns the disclosure's fields
+    /// (when the record can be read back) and the effect the receipt states, or `None` if
+    /// the record has no body here (erased while in flight: the receipt is checked on the
+    /// notice path, `delivered_after_erasure`).
     fn check_receipt(
         &self,
         peer: &NodeId,
         id: Uuid,
         receipt: &[u8],
-    ) -> Result<(Option<Disclosure>, Option<pons_core::Effect>), String> {
-        let sent = self
-            .outgoing(id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("record {id} is not in the outbox"))?;
+    ) -> Result<Option<ReceiptChecked>, String> {
+        let Some(sent) = self.outgoing(id).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
         let opened = self.open_receipt(receipt).map_err(|e| e.to_string())?;
         let (receipt, signer) = (&opened.receipt, &opened.signer);
         if signer != peer {
@@ -755,13 +759,10 @@ impl Runtime {
                 "receipt does not cover record {id} with the bytes sent"
             ));
         };
-        Ok((sent.disclosure.clone(), item.effect))
+        Ok(Some((sent.disclosure.clone(), item.effect)))
     }
 
     /// Whether outbox record `id` was erased here (its metadata stays, its body is gone).
-    ///
-    /// Asked of every receipt: one key lookup while the body is there (the usual case),
-    /// nothing decrypted.
     fn erased_here(&self, id: Uuid) -> bool {
         matches!(self.store.outbox_has_body(id), Ok(false))
             && matches!(self.store.outbox_get(id), Ok(Some(_)))
