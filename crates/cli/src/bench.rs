@@ -105,8 +105,15 @@ pub struct BenchReport {
     pub cpu_s_per_record: f64,
     /// CPU used over the run as a share of every core (1.0 = all cores busy).
     pub cpu_utilisation: f64,
-    /// Bytes sent to storage per record (`/proc/self/io` write_bytes), if accounted.
+    /// Bytes written to disk per record: the block device's count for the data
+    /// directories' device (every process's writes to it) where there is one, else the
+    /// process's `write_bytes`; see `disk_write_source` and [`measure::device_written`].
     pub disk_write_bytes_per_record: Option<f64>,
+    /// Where `disk_write_bytes_per_record` comes from: "device", "process" or "none".
+    pub disk_write_source: String,
+    /// `/proc/self/io` `write_bytes` per record, if accounted (overcounts writes into large
+    /// page-cache folios, see [`measure::device_written`]).
+    pub process_write_bytes_per_record: Option<f64>,
     /// Both data directories' size after the run, per record.
     pub data_dir_bytes_per_record: f64,
     /// Peak RSS of the process (both nodes and the clients), bytes.
@@ -321,6 +328,9 @@ struct Measured {
     submit_ms: Vec<f64>,
     before: Usage,
     after: Usage,
+    /// [`measure::device_written`] at the start and end of the window.
+    device_before: Option<u64>,
+    device_after: Option<u64>,
     feed: Option<FeedRates>,
 }
 
@@ -378,6 +388,8 @@ async fn drive(
         )
     });
 
+    let data = socket.parent().unwrap_or(socket);
+    let device_before = measure::device_written(data);
     let before = Usage::now()?;
     let clock = Instant::now();
     let wall = OffsetDateTime::now_utc();
@@ -417,6 +429,7 @@ async fn drive(
     }
     wait_delivered(socket, args.records + 1).await?;
     let after = Usage::now()?;
+    let device_after = measure::device_written(data);
     let wall = clock.elapsed();
     let feed = match feeds {
         Some(f) => Some(f.finish(receiver).await?),
@@ -453,6 +466,8 @@ async fn drive(
         submit_ms,
         before,
         after,
+        device_before,
+        device_after,
         feed,
     })
 }
@@ -607,9 +622,16 @@ fn summarise(
     let records_per_s = n / secs;
     let cpu = m.after.cpu.saturating_sub(m.before.cpu).as_secs_f64();
     let window = secs.max(1e-9);
-    let disk = match (m.before.write_bytes, m.after.write_bytes) {
+    let per_record = |before: Option<u64>, after: Option<u64>| match (before, after) {
         (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n),
         _ => None,
+    };
+    let process_disk = per_record(m.before.write_bytes, m.after.write_bytes);
+    let device_disk = per_record(m.device_before, m.device_after);
+    let (disk, disk_source) = match (device_disk, process_disk) {
+        (Some(d), _) => (Some(d), "device"),
+        (None, Some(p)) => (Some(p), "process"),
+        (None, None) => (None, "none"),
     };
     let (sign, verify) = limits.of(algorithm);
     let cores = limits.cores as f64;
@@ -644,6 +666,8 @@ fn summarise(
         cpu_s_per_record: cpu / n,
         cpu_utilisation: cpu / window / cores,
         disk_write_bytes_per_record: disk,
+        disk_write_source: disk_source.to_owned(),
+        process_write_bytes_per_record: process_disk,
         data_dir_bytes_per_record: data_bytes as f64 / n,
         peak_rss_bytes: m.after.peak_rss,
         feed: m.feed,
@@ -710,7 +734,10 @@ fn print_table(r: &BenchReport, dir: &Path) {
         l.cores
     );
     match r.disk_write_bytes_per_record {
-        Some(d) => println!("  written to disk per record {:>12.0} bytes", d),
+        Some(d) => println!(
+            "  written to disk per record {:>12.0} bytes   ({})",
+            d, r.disk_write_source
+        ),
         None => println!("  written to disk per record          n/a (no /proc/self/io)"),
     }
     println!(

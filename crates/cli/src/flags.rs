@@ -110,7 +110,7 @@ pub struct BenchArgs {
     /// Configure no sink on the receiving node (the exchange alone, for comparison).
     #[arg(long)]
     pub no_feed: bool,
-    /// Run the nodes with `[storage] sync = false`: sled's flush only, no fdatasync
+    /// Run the nodes with `[storage] sync = false`: the store's log written, no fdatasync
     /// (survives a process crash, not a power loss), to measure what fdatasync costs.
     #[arg(long)]
     pub no_sync: bool,

@@ -99,9 +99,18 @@ fn bench_json_has_every_figure() {
         v["journal"]
     );
     assert!(["crypto", "group-64"].contains(&v["bounds"]["binding"].as_str().unwrap()));
-    // write_bytes is absent where the kernel does not account it; never a wrong type.
+    // The bytes written come from the device where there is one, else from the process's
+    // write_bytes, absent where the kernel accounts neither; never a wrong type.
     let disk = &v["disk_write_bytes_per_record"];
-    assert!(disk.is_null() || disk.is_number(), "{disk}");
+    let source = v["disk_write_source"].as_str().unwrap();
+    match source {
+        "device" | "process" => assert!(disk.is_number(), "{disk}"),
+        "none" => assert!(disk.is_null(), "{disk}"),
+        other => panic!("disk_write_source {other:?}"),
+    }
+    if source == "process" {
+        assert_eq!(disk, &v["process_write_bytes_per_record"]);
+    }
     // The disk bound exists exactly when the bytes written are known, and what binds this
     // code is the lower of its CPU and disk bounds.
     let bounds = &v["bounds"];

@@ -171,8 +171,9 @@ impl Default for Limits {
 /// Storage settings.
 #[derive(Debug, Clone, Default)]
 pub struct Storage {
-    /// Call fdatasync on the database after sled's flush (closes the power-loss window,
-    /// at a cost measured by `pons bench`).
+    /// fdatasync the store's write-ahead log before acknowledging a write (closes the
+    /// power-loss window, at a cost measured by `pons bench`); without it a write is
+    /// acknowledged once written to the kernel, which survives a process crash.
     pub sync: bool,
 }
 

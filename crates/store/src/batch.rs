@@ -1,23 +1,21 @@
-//! Group commit of whole transactions: concurrent writers share one sled transaction and one
-//! flush (issue 7).
+//! Group commit of whole transactions: concurrent writers share one transaction, one record
+//! in the write-ahead log and one fdatasync (issue 7).
 //!
-//! Every sled transaction writes the log buffer out twice before it commits (sled 0.34 rolls
-//! the IO buffer before and after the batch manifest it reserves), and each of those writes
-//! is a `pwrite`, a `sync_file_range` and a wake-up of sled's IO pool. Measured with `perf`,
-//! that was over a third of the CPU of an exchange, four transactions per record. Sharing
-//! the fdatasync alone ([`Store::durable`]) does not share those writes.
+//! A transaction's cost is mostly fixed: applying its writes to sled, appending its record
+//! to the log (`wal.rs`) and, for a writer that waits for durability, one fdatasync of the
+//! log. Sharing the fdatasync alone ([`Store::durable`]) does not share the rest.
 //!
 //! [`Store::write_batched`] queues the writer's closure for a committer thread owned by the
 //! store. The committer takes every closure queued while it was busy, runs them **in queue
-//! order inside one sled transaction** (each sees the writes of those before it, as if they
-//! had committed one after the other), commits, flushes (and fdatasyncs) once, and only
-//! then answers each writer. A closure that aborts is dropped from the batch with its error
-//! and the transaction runs again without it, so no writer sees the effect of another's
-//! abort: the outcome is the one serial commits in queue order would have had.
+//! order inside one transaction** (each sees the writes of those before it, as if they had
+//! committed one after the other), commits, syncs the log once, and only then answers each
+//! writer. A closure that aborts is dropped from the batch with its error and the
+//! transaction runs again without it, so no writer sees the effect of another's abort: the
+//! outcome is the one serial commits in queue order would have had.
 //!
 //! Every guarantee of [`Store::write`] holds: each closure's changes and its journal entries
 //! commit together (and here with those of its batch), the journal head moves inside the
-//! transaction, and no writer is answered before the flush that covers it.
+//! transaction, and no writer is answered before the sync that covers it.
 
 use std::cell::RefCell;
 use std::sync::mpsc;
@@ -146,8 +144,8 @@ impl Committer {
                 }
             }
             // Writes that do not wait for a flush wait a little for one that does, and ride
-            // in its transaction: with sled every transaction costs two log writes, so fewer
-            // and larger transactions are what makes a store fast.
+            // in its transaction: fewer and larger transactions are what makes a store fast
+            // (each applies to sled and appends to the log once).
             let deadline = std::time::Instant::now() + UNFLUSHED_WAIT;
             while batch.len() < MAX_BATCH && !batch.iter().any(|j| j.durable()) {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -179,8 +177,9 @@ impl Committer {
                 Err(TransactionError::Storage(e)) => break Some(Err(e)),
             }
         };
-        // Flushed only if a writer of the batch waits for it; otherwise the next flush (any
-        // durable write's, or sled's own every 500 ms) covers the batch.
+        // Synced only if a writer of the batch waits for it; otherwise the next sync (any
+        // durable write's) covers the batch. It is in the log already: only a power loss
+        // before that sync can lose it.
         let wait = batch
             .iter()
             .zip(&failed)
@@ -204,7 +203,7 @@ impl Committer {
 }
 
 impl crate::Shared {
-    /// One sled transaction over every tree running the closures of `batch` not yet
+    /// One transaction over every tree running the closures of `batch` not yet
     /// `failed`, in order; the ticket of the commit.
     fn transaction(
         &self,
@@ -230,7 +229,7 @@ impl crate::Shared {
 
 impl Store {
     /// Like [`Store::write`] followed by [`Store::durable`], but run by the store's committer
-    /// together with every other write queued meanwhile: one sled transaction and one flush
+    /// together with every other write queued meanwhile: one transaction and one sync
     /// for the whole batch (see the module `batch.rs`). Returns once the write is durable.
     ///
     /// `f` may run more than once (on a conflict, or when another closure of its batch
@@ -245,11 +244,11 @@ impl Store {
     }
 
     /// [`Store::write_batched`] for a write that acknowledges nothing to anyone, so that
-    /// losing it in a crash only means doing it again: it returns once committed, and is made
-    /// durable by the next flush (that of any durable write, or sled's own every 500 ms). A
-    /// sender's "delivered" is such a write: the receiver holds the record and its receipt
-    /// durably, and a sender that lost the mark sends the record again and gets the same
-    /// receipt back.
+    /// losing it in a crash only means doing it again: it returns once committed (in the
+    /// log, so a process crash keeps it), and is made durable against a power loss by the
+    /// next sync of the log, any durable write's. A sender's "delivered" is such a write: the
+    /// receiver holds the record and its receipt durably, and a sender that lost the mark
+    /// sends the record again and gets the same receipt back.
     pub(crate) async fn write_batched_unflushed<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

@@ -46,7 +46,7 @@ impl Store {
         self.db
             .open_tree(CHECKPOINTS)?
             .insert(seq.to_be_bytes(), envelope)?;
-        self.flush().await
+        self.flush_db().await
     }
 
     /// This node's checkpoints, oldest first: (seq, envelope).
@@ -79,7 +79,7 @@ impl Store {
         self.db
             .open_tree(COSIGNED)?
             .insert(cosigned_key(owner, seq, cosigner), envelope)?;
-        self.flush().await
+        self.flush_db().await
     }
 
     /// Countersignatures of `owner`'s checkpoints, by seq then cosigner.

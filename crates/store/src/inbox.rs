@@ -267,7 +267,7 @@ impl Store {
                 let value = codec::encode("inbox record", &stored).or_else(abort)?;
                 tx.inbox.insert(key, value)?;
                 tx.put_body(BodyTree::Inbox, id, &body)?;
-                tx.inbox_arrival.insert(&arrival_seq.to_be_bytes(), key)?;
+                tx.inbox_arrival.insert(arrival_seq.to_be_bytes(), key)?;
                 if let Some(deadlines) = deadlines {
                     tx.retention_put(&RetentionEntry {
                         id,

@@ -10,16 +10,18 @@
 //!   transaction (over all trees), so neither is ever durable without the other.
 //! - Journal entries are sealed inside that transaction from the head stored in the `meta`
 //!   tree, so sequence numbers have no gaps and the chain has no forks.
-//! - A write method returns only after the write is flushed (and, with
-//!   [`Durability::FlushAndSync`], fdatasync'ed): an id, receipt or sequence number handed to
-//!   anyone is never lost by a process crash.
+//! - A write method returns only after the write is in the store's write-ahead log (and,
+//!   with [`Durability::FlushAndSync`], the log is fdatasync'ed): an id, receipt or sequence
+//!   number handed to anyone is never lost by a process crash.
 //! - Only this crate imports sled.
 //!
-//! Writes are serialised by a mutex held for the (short) transaction only; flushing happens
-//! outside it and is shared: one flush (and, with [`Durability::FlushAndSync`], one
-//! fdatasync) runs at a time and covers every writer waiting for it — group commit. The
-//! writes of the exchange's hot path go further and share the transaction itself: see
-//! `batch.rs`.
+//! A transaction is this crate's own, not sled's: its writes are gathered in memory
+//! ([`TxTree`]), then, under a mutex held for the (short) commit only, appended to the
+//! write-ahead log as one record and applied to sled without a sled transaction (see
+//! `wal.rs`: sled's transactions and flushes wrote ~100 KB per record). Syncing happens
+//! outside the mutex and is shared: one fdatasync of the log runs at a time and covers
+//! every writer waiting for it — group commit. The writes of the exchange's hot path go
+//! further and share the transaction itself: see `batch.rs`.
 
 mod batch;
 mod checkpoint;
@@ -31,17 +33,18 @@ mod inbox;
 mod journal;
 mod outbox;
 mod retention;
+mod wal;
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
 
 use pons_core::journal::{ChainHead, JournalDraft, JournalEntry, Operation};
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::IVec;
 use uuid::Uuid;
 
 pub use checkpoint::StoredCosigned;
@@ -62,11 +65,11 @@ pub type JournalSeq = u64;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
-    /// sled's `flush`: the log is written and `sync_file_range`'d. Survives a process crash;
-    /// a power loss or kernel crash can lose the last writes (see the crate README).
+    /// The write-ahead log is written (to the kernel): survives a process crash; a power
+    /// loss or kernel crash can lose the last writes (see the crate README).
     #[default]
     Flush,
-    /// `flush`, then `fdatasync` of the database file: also survives a power loss on a disk
+    /// The write-ahead log is written and fdatasync'ed: also survives a power loss on a disk
     /// that honours cache flushes.
     FlushAndSync,
 }
@@ -99,66 +102,251 @@ pub struct Store {
     /// The committer of batched writes ([`Store::write_batched`]); dropped (and joined)
     /// with the store.
     batcher: batch::Batcher,
+    /// Flushes sled and deletes the log segments it covers; held only to be dropped (and
+    /// joined) after the committer.
+    _checkpointer: Checkpointer,
 }
 
 /// The handles of one store that transactions and flushes need, shared by [`Store`] and its
 /// committer thread (each field is a reference-counted handle).
 #[derive(Clone)]
 pub(crate) struct Shared {
-    db: sled::Db,
     trees: Trees,
     dir: PathBuf,
-    /// The sled data file, kept open for fdatasync (FlushAndSync only).
+    /// The sled data file, kept open for fdatasync at checkpoints (FlushAndSync only).
     db_file: Option<Arc<File>>,
+    /// The write-ahead log, appended to under `write_lock`.
+    wal: Arc<Mutex<wal::Wal>>,
+    /// Whether the log is fdatasync'ed ([`Durability::FlushAndSync`]).
+    sync: bool,
     /// Serialises write transactions: they all touch the journal head, so running them one
-    /// at a time avoids conflict retries and keeps tickets in commit order.
+    /// at a time keeps the log and tickets in commit order.
     write_lock: Arc<Mutex<()>>,
-    /// Number of committed write transactions (the last ticket handed out).
+    /// The last commit's sequence number in the log (the last ticket handed out).
     committed: Arc<AtomicU64>,
-    /// Highest ticket known to be flushed (and fdatasync'ed with FlushAndSync); held while
-    /// a flush runs, so that one flush at a time covers every writer waiting.
+    /// Highest ticket known to be synced; held while a sync runs, so that one sync at a time
+    /// covers every writer waiting.
     synced: Arc<tokio::sync::Mutex<u64>>,
+    /// Set when a commit was logged but could not be applied to sled: the store refuses
+    /// writes until it is reopened (recovery applies the commit from the log).
+    broken: Arc<AtomicBool>,
+    /// Where a finished log segment is handed to the checkpointer.
+    checkpoints: Arc<CheckpointQueue>,
+}
+
+/// One sled tree. Reads never see a commit half applied: a commit is applied under the
+/// write half of `visible`, a read takes the read half (sled's own transactions did this
+/// with its concurrency control; our commits are not sled transactions, see `wal.rs`).
+/// Scans are not atomic against commits, as with sled's.
+#[derive(Clone)]
+pub(crate) struct Tree {
+    inner: sled::Tree,
+    visible: Arc<RwLock<()>>,
+}
+
+impl Tree {
+    pub(crate) fn get<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<Option<IVec>> {
+        let _visible = self.visible.read().unwrap_or_else(PoisonError::into_inner);
+        self.inner.get(key)
+    }
+
+    pub(crate) fn contains_key<K: AsRef<[u8]>>(&self, key: K) -> sled::Result<bool> {
+        let _visible = self.visible.read().unwrap_or_else(PoisonError::into_inner);
+        self.inner.contains_key(key)
+    }
+
+    pub(crate) fn last(&self) -> sled::Result<Option<(IVec, IVec)>> {
+        let _visible = self.visible.read().unwrap_or_else(PoisonError::into_inner);
+        self.inner.last()
+    }
+
+    /// sled's compare-and-swap, **outside the write-ahead log**: only for a change that may
+    /// be lost in a crash (`record_attempt`).
+    pub(crate) fn compare_and_swap<K: AsRef<[u8]>>(
+        &self,
+        key: K,
+        old: Option<IVec>,
+        new: Option<Vec<u8>>,
+    ) -> sled::Result<Result<(), sled::CompareAndSwapError>> {
+        self.inner.compare_and_swap(key, old, new)
+    }
+
+    pub(crate) fn iter(&self) -> sled::Iter {
+        self.inner.iter()
+    }
+
+    pub(crate) fn range<K: AsRef<[u8]>, R: std::ops::RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> sled::Iter {
+        self.inner.range(range)
+    }
+
+    pub(crate) fn scan_prefix<P: AsRef<[u8]>>(&self, prefix: P) -> sled::Iter {
+        self.inner.scan_prefix(prefix)
+    }
 }
 
 #[derive(Clone)]
 struct Trees {
-    outbox: sled::Tree,
-    outbox_body: sled::Tree,
-    outbox_pending: sled::Tree,
-    inbox: sled::Tree,
-    inbox_body: sled::Tree,
-    inbox_arrival: sled::Tree,
-    receipts: sled::Tree,
-    journal: sled::Tree,
-    meta: sled::Tree,
-    feed: sled::Tree,
-    body_keys: sled::Tree,
-    retention: sled::Tree,
-    deadlines: sled::Tree,
+    outbox: Tree,
+    outbox_body: Tree,
+    outbox_pending: Tree,
+    inbox: Tree,
+    inbox_body: Tree,
+    inbox_arrival: Tree,
+    receipts: Tree,
+    journal: Tree,
+    meta: Tree,
+    feed: Tree,
+    body_keys: Tree,
+    retention: Tree,
+    deadlines: Tree,
+}
+
+impl Trees {
+    /// Opens every tree of `db`; reads of each share `visible`.
+    fn open(db: &sled::Db, visible: &Arc<RwLock<()>>) -> Result<Trees, StoreError> {
+        let open = |name: &str| -> Result<Tree, StoreError> {
+            Ok(Tree {
+                inner: db.open_tree(name)?,
+                visible: Arc::clone(visible),
+            })
+        };
+        let [ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd, bk, rt, dl] = wal::TREES;
+        Ok(Trees {
+            outbox: open(ob)?,
+            outbox_body: open(obb)?,
+            outbox_pending: open(obp)?,
+            inbox: open(ib)?,
+            inbox_body: open(ibb)?,
+            inbox_arrival: open(iba)?,
+            receipts: open(rc)?,
+            journal: open(jn)?,
+            meta: open(mt)?,
+            feed: open(fd)?,
+            body_keys: open(bk)?,
+            retention: open(rt)?,
+            deadlines: open(dl)?,
+        })
+    }
+
+    /// The trees in the order of their numbers in the log ([`wal::TREES`]).
+    fn all(&self) -> [&Tree; wal::TREES.len()] {
+        [
+            &self.outbox,
+            &self.outbox_body,
+            &self.outbox_pending,
+            &self.inbox,
+            &self.inbox_body,
+            &self.inbox_arrival,
+            &self.receipts,
+            &self.journal,
+            &self.meta,
+            &self.feed,
+            &self.body_keys,
+            &self.retention,
+            &self.deadlines,
+        ]
+    }
+
+    /// Apply commit `seq`'s changes to sled, recording `seq` as applied with them. The
+    /// caller holds `visible`'s write half, or is recovery with no reader yet.
+    fn apply(&self, seq: u64, writes: &wal::Writes) -> sled::Result<()> {
+        for (tree, changes) in self.all().into_iter().zip(&writes.trees) {
+            for (key, value) in changes {
+                match value {
+                    Some(v) => tree.inner.insert(key, v.clone())?,
+                    None => tree.inner.remove(key)?,
+                };
+            }
+        }
+        self.meta
+            .inner
+            .insert(wal::APPLIED_KEY, &seq.to_be_bytes())?;
+        Ok(())
+    }
+}
+
+/// One tree as seen inside a transaction: reads see the transaction's own writes, which
+/// are kept in memory until it commits.
+pub(crate) struct TxTree<'a> {
+    id: usize,
+    tree: &'a sled::Tree,
+    writes: &'a RefCell<wal::Writes>,
+}
+
+impl TxTree<'_> {
+    pub(crate) fn get<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
+        if let Some(v) = self.writes.borrow().trees[self.id].get(key.as_ref()) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key)?)
+    }
+
+    pub(crate) fn insert<K: AsRef<[u8]>, V: Into<IVec>>(&self, key: K, value: V) -> TxResult<()> {
+        self.writes.borrow_mut().trees[self.id]
+            .insert(IVec::from(key.as_ref()), Some(value.into()));
+        Ok(())
+    }
+
+    /// Removes `key`; its value before.
+    pub(crate) fn remove<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
+        let old = self.get(key.as_ref())?;
+        self.writes.borrow_mut().trees[self.id].insert(IVec::from(key.as_ref()), None);
+        Ok(old)
+    }
 }
 
 /// The trees as seen inside one transaction.
 pub(crate) struct Tx<'a> {
-    pub(crate) outbox: &'a TransactionalTree,
-    pub(crate) outbox_body: &'a TransactionalTree,
-    pub(crate) outbox_pending: &'a TransactionalTree,
-    pub(crate) inbox: &'a TransactionalTree,
-    pub(crate) inbox_body: &'a TransactionalTree,
-    pub(crate) inbox_arrival: &'a TransactionalTree,
-    pub(crate) receipts: &'a TransactionalTree,
-    pub(crate) journal: &'a TransactionalTree,
-    pub(crate) meta: &'a TransactionalTree,
-    pub(crate) feed: &'a TransactionalTree,
+    pub(crate) outbox: TxTree<'a>,
+    pub(crate) outbox_body: TxTree<'a>,
+    pub(crate) outbox_pending: TxTree<'a>,
+    pub(crate) inbox: TxTree<'a>,
+    pub(crate) inbox_body: TxTree<'a>,
+    pub(crate) inbox_arrival: TxTree<'a>,
+    pub(crate) receipts: TxTree<'a>,
+    pub(crate) journal: TxTree<'a>,
+    pub(crate) meta: TxTree<'a>,
+    pub(crate) feed: TxTree<'a>,
     /// Wrapped data keys of encrypted bodies, by tree tag and record id.
-    pub(crate) body_keys: &'a TransactionalTree,
+    pub(crate) body_keys: TxTree<'a>,
     /// Retention entries by record id (see [`retention`]).
-    pub(crate) retention: &'a TransactionalTree,
+    pub(crate) retention: TxTree<'a>,
     /// The index of review dates, erasure dates and holds (see [`retention`]).
-    pub(crate) deadlines: &'a TransactionalTree,
+    pub(crate) deadlines: TxTree<'a>,
     /// Records stored by this transaction that wait for their receipt (see `inbox.rs`).
     pub(crate) receipts_due: RefCell<Vec<inbox::ReceiptDue>>,
     /// The batched write running now (see `batch.rs`); 0 outside a batch.
     pub(crate) job: Cell<usize>,
+}
+
+impl<'a> Tx<'a> {
+    fn new(trees: &'a Trees, writes: &'a RefCell<wal::Writes>) -> Tx<'a> {
+        let t = |id: usize| TxTree {
+            id,
+            tree: &trees.all()[id].inner,
+            writes,
+        };
+        Tx {
+            outbox: t(0),
+            outbox_body: t(1),
+            outbox_pending: t(2),
+            inbox: t(3),
+            inbox_body: t(4),
+            inbox_arrival: t(5),
+            receipts: t(6),
+            journal: t(7),
+            meta: t(8),
+            feed: t(9),
+            body_keys: t(10),
+            retention: t(11),
+            deadlines: t(12),
+            receipts_due: RefCell::new(Vec::new()),
+            job: Cell::new(0),
+        }
+    }
 }
 
 pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
@@ -182,7 +370,7 @@ impl Tx<'_> {
         let head = self.head()?;
         let entry = JournalEntry::seal(draft.clone(), head.seq + 1, head.hash);
         let value = journal::encode_entry(&entry);
-        self.journal.insert(&entry.seq.to_be_bytes(), value)?;
+        self.journal.insert(entry.seq.to_be_bytes(), value)?;
         self.meta
             .insert(HEAD_KEY, &encode_head(ChainHead::of(&entry))[..])?;
         Ok(entry)
@@ -234,38 +422,36 @@ impl Store {
         } else {
             tracing::info!(path = %dir.display(), "store opened; created new database");
         }
-        let trees = Trees {
-            outbox: db.open_tree("outbox")?,
-            outbox_body: db.open_tree("outbox_body")?,
-            outbox_pending: db.open_tree("outbox_pending")?,
-            inbox: db.open_tree("inbox")?,
-            inbox_body: db.open_tree("inbox_body")?,
-            inbox_arrival: db.open_tree("inbox_arrival")?,
-            receipts: db.open_tree("receipts")?,
-            journal: db.open_tree("journal")?,
-            meta: db.open_tree("meta")?,
-            feed: db.open_tree("feed")?,
-            body_keys: db.open_tree("body_keys")?,
-            retention: db.open_tree("retention")?,
-            deadlines: db.open_tree("deadlines")?,
+        let visible = Arc::new(RwLock::new(()));
+        let trees = Trees::open(&db, &visible)?;
+        let sync = options.durability == Durability::FlushAndSync;
+        let db_file = if sync {
+            // The new tree names must be on disk before the first acknowledged write.
+            db.flush()?;
+            Some(Arc::new(sync_files(&dir)?))
+        } else {
+            None
         };
-        let db_file = match options.durability {
-            Durability::Flush => None,
-            Durability::FlushAndSync => {
-                // The new tree names must be on disk before the first acknowledged write.
-                db.flush()?;
-                Some(Arc::new(sync_files(&dir)?))
-            }
-        };
+        let wal_dir = dir.join("wal");
+        let last = recover(&db, &trees, db_file.as_deref(), &wal_dir, sync)?;
+        if sync {
+            // The first segment is written over, not appended to (see `wal::open_segment`).
+            wal::prepare_spare(&wal_dir, None)?;
+        }
+        let wal = wal::Wal::start(&wal_dir, last + 1, sync)?;
         let shared = Shared {
-            db: db.clone(),
             trees: trees.clone(),
             dir: dir.clone(),
             db_file,
+            wal: Arc::new(Mutex::new(wal)),
+            sync,
             write_lock: Arc::new(Mutex::new(())),
-            committed: Arc::new(AtomicU64::new(0)),
-            synced: Arc::new(tokio::sync::Mutex::new(0)),
+            committed: Arc::new(AtomicU64::new(last)),
+            synced: Arc::new(tokio::sync::Mutex::new(last)),
+            broken: Arc::new(AtomicBool::new(false)),
+            checkpoints: Arc::new(CheckpointQueue::default()),
         };
+        let checkpointer = Checkpointer::start(db.clone(), shared.clone(), wal_dir)?;
         let batcher = batch::Batcher::start(batch::Committer::new(shared.clone()))?;
         let store = Store {
             db,
@@ -275,6 +461,7 @@ impl Store {
             master_key: options.master_key,
             shared,
             batcher,
+            _checkpointer: checkpointer,
         };
         store.check_head()?;
         Ok(store)
@@ -340,96 +527,139 @@ impl Store {
 
     /// Wait until the write with `ticket` (and every write before it) is durable.
     ///
-    /// Flushes are serialised (group commit): one flush at a time covers every write
-    /// committed before it, and writers it covered return without flushing again. The flush
-    /// itself runs on tokio's blocking pool, not through `sled::Db::flush_async`: that one
-    /// blocks a thread of sled's own small IO pool per caller until the log is written, and
-    /// the log write is queued on that same pool, so a few dozen concurrent writers starve it
-    /// and the node deadlocks (seen in the end-to-end tests with 1,000 records). The flush
-    /// and the fdatasync run in one blocking task: one hand-over per group, not two.
+    /// With [`Durability::Flush`] it already is (its log record was written at commit).
+    /// With [`Durability::FlushAndSync`] syncs are serialised (group commit): one fdatasync
+    /// of the log at a time covers every write committed before it, and writers it covered
+    /// return without syncing again. The fdatasync runs on tokio's blocking pool.
     pub(crate) async fn durable(&self, ticket: u64) -> Result<(), StoreError> {
         let mut synced = self.shared.synced.lock().await;
         if *synced >= ticket {
-            // Another writer's flush already covered this write (group commit).
+            // Another writer's sync already covered this write (group commit).
             return Ok(());
         }
-        let shared = self.shared.clone();
-        let target = tokio::task::spawn_blocking(move || shared.flush_and_sync())
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))??;
+        let target = if self.shared.sync {
+            let shared = self.shared.clone();
+            tokio::task::spawn_blocking(move || shared.sync_log())
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))??
+        } else {
+            self.shared.sync_log()?
+        };
         *synced = target;
         Ok(())
     }
 
-    /// Flush everything written so far (and fdatasync with [`Durability::FlushAndSync`]).
-    /// The write methods already do this; it is for shutdown and for `record_attempt`.
+    /// Make everything committed so far durable (see [`Store::durable`]): at shutdown, and
+    /// before something read from the store is handed to anyone (a write is visible to
+    /// readers as soon as it commits, before its sync).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.durable(self.shared.committed.load(Ordering::SeqCst))
             .await
+    }
+
+    /// Flush sled itself (and fdatasync its file with [`Durability::FlushAndSync`]): for the
+    /// few writes made outside the write-ahead log (checkpoints, countersignatures, the
+    /// removal of pruned journal entries), which are durable only once sled is.
+    pub(crate) async fn flush_db(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let db_file = self.shared.db_file.clone();
+        tokio::task::spawn_blocking(move || flush_db(&db, db_file.as_deref()))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 
 impl Shared {
     /// Run `f` as one transaction over every tree, under the write lock; its value and the
-    /// commit's durability ticket.
+    /// commit's durability ticket (its sequence number in the log).
+    ///
+    /// `f`'s writes are kept in memory; if it returns a value they are appended to the log
+    /// as one record and applied to sled, all before the lock is released. A transaction
+    /// that writes nothing appends nothing and gets the last ticket.
     fn transact<T, E>(
         &self,
         f: impl Fn(&Tx<'_>) -> Result<T, ConflictableTransactionError<E>>,
     ) -> Result<(T, u64), TransactionError<E>> {
-        let t = &self.trees;
         let _guard = self
             .write_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let value = (
-            &t.outbox,
-            &t.outbox_body,
-            &t.outbox_pending,
-            &t.inbox,
-            &t.inbox_body,
-            &t.inbox_arrival,
-            &t.receipts,
-            &t.journal,
-            &t.meta,
-            &t.feed,
-            &t.body_keys,
-            &t.retention,
-            &t.deadlines,
-        )
-            .transaction(|(ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd, bk, rt, dl)| {
-                f(&Tx {
-                    outbox: ob,
-                    outbox_body: obb,
-                    outbox_pending: obp,
-                    inbox: ib,
-                    inbox_body: ibb,
-                    inbox_arrival: iba,
-                    receipts: rc,
-                    journal: jn,
-                    meta: mt,
-                    feed: fd,
-                    body_keys: bk,
-                    retention: rt,
-                    deadlines: dl,
-                    receipts_due: RefCell::new(Vec::new()),
-                    job: Cell::new(0),
-                })
-            })?;
-        // Taken under the lock, so tickets are in commit order.
-        let ticket = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok((value, ticket))
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(TransactionError::Storage(sled::Error::ReportableBug(
+                "an earlier commit was logged but not applied; reopen the store to recover it"
+                    .into(),
+            )));
+        }
+        loop {
+            let writes = RefCell::new(wal::Writes::default());
+            let value = match f(&Tx::new(&self.trees, &writes)) {
+                Ok(value) => value,
+                // Writers are serialised, so nothing conflicts; run again if told to.
+                Err(ConflictableTransactionError::Conflict) => continue,
+                Err(ConflictableTransactionError::Abort(e)) => {
+                    return Err(TransactionError::Abort(e))
+                }
+                Err(ConflictableTransactionError::Storage(e)) => {
+                    return Err(TransactionError::Storage(e))
+                }
+            };
+            let writes = writes.into_inner();
+            if writes.is_empty() {
+                return Ok((value, self.committed.load(Ordering::SeqCst)));
+            }
+            let ticket = self.commit(&writes).map_err(TransactionError::Storage)?;
+            return Ok((value, ticket));
+        }
     }
 
-    /// Flush sled's log (and fdatasync its file with FlushAndSync), blocking; returns the
-    /// last ticket committed before the flush began, which the flush made durable. Callers
-    /// hold `synced`.
-    fn flush_and_sync(&self) -> Result<u64, StoreError> {
-        // Every ticket <= target has committed, so the flush below makes it stable.
+    /// Append `writes` to the log and apply them to sled; the caller holds `write_lock`.
+    fn commit(&self, writes: &wal::Writes) -> sled::Result<u64> {
+        let seq = self.committed.load(Ordering::SeqCst) + 1;
+        let rolled = self
+            .wal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .append(seq, writes)
+            .map_err(|e| sled::Error::Io(std::io::Error::other(e.to_string())))?;
+        let applied = {
+            let _visible = self
+                .trees
+                .meta
+                .visible
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            self.trees.apply(seq, writes)
+        };
+        if let Err(e) = applied {
+            // Logged, maybe half applied in memory: only recovery can put sled right.
+            self.broken.store(true, Ordering::SeqCst);
+            tracing::error!(seq, error = %e, "a logged commit could not be applied; the store refuses writes until reopened");
+            return Err(e);
+        }
+        self.committed.store(seq, Ordering::SeqCst);
+        if let Some(rolled) = rolled {
+            self.checkpoints.request(rolled.first);
+        }
+        if writes.erases {
+            self.checkpoints.request_erasure();
+        }
+        Ok(seq)
+    }
+
+    /// Sync the log (fdatasync with FlushAndSync; with Flush it is already written to the
+    /// kernel), blocking; returns the last ticket committed before the sync began, which the
+    /// sync made durable. Callers hold `synced`.
+    fn sync_log(&self) -> Result<u64, StoreError> {
+        // Every ticket <= target is in the segment taken below or in one synced before it.
         let target = self.committed.load(Ordering::SeqCst);
-        self.db.flush()?;
-        if let Some(file) = &self.db_file {
-            file.sync_data().map_err(|source| StoreError::Io {
-                path: self.dir.join("db").display().to_string(),
+        if self.sync {
+            let segment = self
+                .wal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .segment();
+            segment.sync_data().map_err(|source| StoreError::Io {
+                path: self.dir.join("wal").display().to_string(),
                 source,
             })?;
         }
@@ -437,14 +667,205 @@ impl Shared {
     }
 
     /// Make the write with `ticket` durable from a thread outside the async runtime (the
-    /// committer's), sharing the flush with [`Store::durable`].
+    /// committer's), sharing the sync with [`Store::durable`].
     fn sync_through(&self, ticket: u64) -> Result<(), StoreError> {
         let mut synced = self.synced.blocking_lock();
         if *synced >= ticket {
             return Ok(());
         }
-        *synced = self.flush_and_sync()?;
+        *synced = self.sync_log()?;
         Ok(())
+    }
+}
+
+/// Bring sled up to date with the log in `wal_dir` after it opened: replay every record
+/// after the last one sled holds, flush sled, and delete the segments. Returns the last
+/// sequence number in the store.
+fn recover(
+    db: &sled::Db,
+    trees: &Trees,
+    db_file: Option<&File>,
+    wal_dir: &Path,
+    recycle: bool,
+) -> Result<u64, StoreError> {
+    let applied = match trees.meta.get(wal::APPLIED_KEY)? {
+        None => 0,
+        Some(v) => codec::be_u64("write-ahead log position", &v)?,
+    };
+    let mut last = applied;
+    wal::replay(wal_dir, |seq, writes| {
+        if seq <= applied {
+            return Ok(());
+        }
+        if seq != last + 1 {
+            return Err(StoreError::Corrupt {
+                what: "write-ahead log",
+                key: wal_dir.display().to_string(),
+                reason: format!(
+                    "the store holds commits through {applied} but the log resumes at {seq}"
+                ),
+            });
+        }
+        trees.apply(seq, &writes)?;
+        last = seq;
+        Ok(())
+    })?;
+    if last > applied {
+        tracing::info!(
+            from = applied + 1,
+            through = last,
+            "store recovered commits from its write-ahead log"
+        );
+    }
+    checkpoint(db, db_file, wal_dir, u64::MAX, recycle)?;
+    Ok(last)
+}
+
+/// Flush sled (and fdatasync its file), then retire the log segments that start before
+/// `keep_from`: sled now holds every commit in them. With `recycle`, the newest becomes the
+/// next segment's file.
+fn checkpoint(
+    db: &sled::Db,
+    db_file: Option<&File>,
+    wal_dir: &Path,
+    keep_from: u64,
+    recycle: bool,
+) -> Result<(), StoreError> {
+    flush_db(db, db_file)?;
+    wal::retire_before(wal_dir, keep_from, recycle)
+}
+
+fn flush_db(db: &sled::Db, db_file: Option<&File>) -> Result<(), StoreError> {
+    db.flush()?;
+    if let Some(file) = db_file {
+        file.sync_data().map_err(|source| StoreError::Io {
+            path: "store database file".into(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// What the checkpointer is asked to do.
+#[derive(Default)]
+struct Requests {
+    /// Retire the segments before this one (a segment was finished).
+    keep_from: Option<u64>,
+    /// A commit erased a record: retire every segment that may hold it.
+    erasure: bool,
+    /// The store is closing.
+    stop: bool,
+}
+
+/// Requests for the checkpointer, and its wake-up.
+#[derive(Default)]
+pub(crate) struct CheckpointQueue {
+    state: Mutex<Requests>,
+    wake: Condvar,
+}
+
+impl CheckpointQueue {
+    /// Ask for the segments before `first` to be retired.
+    fn request(&self, first: u64) {
+        self.ask(|r| r.keep_from = Some(r.keep_from.map_or(first, |f| f.max(first))));
+    }
+
+    /// Ask for the log to be retired up to now, the spare included (see
+    /// [`Shared::retire_for_erasure`]).
+    fn request_erasure(&self) {
+        self.ask(|r| r.erasure = true);
+    }
+
+    fn ask(&self, f: impl FnOnce(&mut Requests)) {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        self.wake.notify_one();
+    }
+}
+
+impl Shared {
+    /// After an erasure: no file of the log may keep the erased body or its wrapped key
+    /// longer than it takes to flush sled. Starts a new segment (never the spare, which may
+    /// hold old records), flushes sled, deletes every older segment and the spare, then
+    /// writes a zeroed spare (sync on). sled's own files keep deleted values until it
+    /// rewrites their segments (see `docs/data-protection.md`).
+    fn retire_for_erasure(&self, db: &sled::Db, wal_dir: &Path) -> Result<(), StoreError> {
+        let keep_from = {
+            let _guard = self
+                .write_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let next = self.committed.load(Ordering::SeqCst) + 1;
+            self.wal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .restart(next)?;
+            next
+        };
+        flush_db(db, self.db_file.as_deref())?;
+        wal::retire_before(wal_dir, keep_from, false)?;
+        wal::remove_spare(wal_dir)?;
+        if self.sync {
+            wal::prepare_spare(wal_dir, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// The thread that checkpoints finished segments and retires the log after erasures (see
+/// `wal.rs`).
+struct Checkpointer {
+    queue: Arc<CheckpointQueue>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(db: sled::Db, shared: Shared, wal_dir: PathBuf) -> Result<Checkpointer, StoreError> {
+        let queue = Arc::clone(&shared.checkpoints);
+        let thread = std::thread::Builder::new()
+            .name("pons-store-checkpoint".into())
+            .spawn(move || loop {
+                let q = &shared.checkpoints;
+                let (keep_from, erasure) = {
+                    let mut r = q.state.lock().unwrap_or_else(PoisonError::into_inner);
+                    while r.keep_from.is_none() && !r.erasure && !r.stop {
+                        r = q.wake.wait(r).unwrap_or_else(PoisonError::into_inner);
+                    }
+                    if r.keep_from.is_none() && !r.erasure {
+                        return;
+                    }
+                    (r.keep_from.take(), std::mem::take(&mut r.erasure))
+                };
+                let done = if erasure {
+                    shared.retire_for_erasure(&db, &wal_dir)
+                } else {
+                    let keep_from = keep_from.unwrap_or(0);
+                    let db_file = shared.db_file.as_deref();
+                    checkpoint(&db, db_file, &wal_dir, keep_from, shared.sync)
+                };
+                if let Err(e) = done {
+                    // The segments stay; the next checkpoint (or the next open) takes them.
+                    tracing::warn!(error = %e, erasure, "store checkpoint failed");
+                }
+            })
+            .map_err(|source| StoreError::Io {
+                path: "store checkpoint thread".into(),
+                source,
+            })?;
+        Ok(Checkpointer {
+            queue,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Finishes what was asked, if anything, and waits for the thread (it holds a handle on
+    /// the database, which must be closed when the store is dropped).
+    fn drop(&mut self) {
+        self.queue.ask(|r| r.stop = true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -557,8 +978,8 @@ impl Tx<'_> {
         sealed: &cipher::SealedBody,
     ) -> TxResult<()> {
         let bodies = match tree {
-            cipher::BodyTree::Outbox => self.outbox_body,
-            cipher::BodyTree::Inbox => self.inbox_body,
+            cipher::BodyTree::Outbox => &self.outbox_body,
+            cipher::BodyTree::Inbox => &self.inbox_body,
         };
         bodies.insert(id.as_bytes(), sealed.body.as_slice())?;
         if let Some(w) = &sealed.wrapped_key {
@@ -569,12 +990,65 @@ impl Tx<'_> {
 
     /// Erase the body of record `id` in `tree`: its wrapped data key and its ciphertext, in
     /// this transaction. Returns whether there was a body.
+    ///
+    /// Once the transaction commits, the store retires its log (see
+    /// [`Shared::retire_for_erasure`]).
     pub(crate) fn erase_body(&self, tree: cipher::BodyTree, id: Uuid) -> TxResult<bool> {
+        self.meta.writes.borrow_mut().erases = true;
         let bodies = match tree {
-            cipher::BodyTree::Outbox => self.outbox_body,
-            cipher::BodyTree::Inbox => self.inbox_body,
+            cipher::BodyTree::Outbox => &self.outbox_body,
+            cipher::BodyTree::Inbox => &self.inbox_body,
         };
         self.body_keys.remove(&tree.key_of(id)[..])?;
         Ok(bodies.remove(id.as_bytes())?.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pons_core::journal::Outcome;
+
+    fn draft(n: u64) -> JournalDraft {
+        JournalDraft::new(
+            time::macros::datetime!(2026-11-30 10:00 UTC),
+            pons_core::NodeId::new("cuta").unwrap(),
+            format!("writer {n}"),
+            Operation::Consult,
+            Outcome::Success,
+        )
+    }
+
+    /// Segments roll, the checkpointer deletes the ones sled holds, and a reopened store has
+    /// every commit whichever segments were left.
+    #[tokio::test]
+    async fn the_log_rolls_and_checkpoints_and_the_store_reopens_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            durability: Durability::FlushAndSync,
+            ..Options::default()
+        };
+        {
+            let store = Store::open(dir.path(), options.clone()).unwrap();
+            store.shared.wal.lock().unwrap().segment_bytes = 4096;
+            for n in 1..=200 {
+                store.append_journal(draft(n)).await.unwrap();
+            }
+            // Give the checkpointer its turn: it deletes every segment but the last few.
+            let segments = || wal::segments(&dir.path().join("wal")).unwrap();
+            for _ in 0..100 {
+                if segments().len() <= 2 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let left = segments();
+            assert!(left.len() <= 2, "checkpointed segments deleted: {left:?}");
+            assert!(left[0].0 > 100, "the log no longer starts at 1: {left:?}");
+        }
+        let store = Store::open(dir.path(), options).unwrap();
+        assert_eq!(store.verify_journal().unwrap().seq, 200);
+        let actors: Vec<String> = store.journal_iter(199).map(|e| e.unwrap().actor).collect();
+        assert_eq!(actors, ["writer 199", "writer 200"]);
     }
 }

@@ -427,9 +427,10 @@ impl Store {
     /// harmless, the record stays open and is retried.
     pub fn record_attempt(&self, id: Uuid) -> Result<u32, StoreError> {
         let key = id.as_bytes();
-        // One key of one tree: a compare-and-swap, atomic against every transaction (sled
-        // runs those under its global write lock), without the two log-buffer writes a sled
-        // transaction costs (issue 7).
+        // One key of one tree, written to sled outside the write-ahead log: a
+        // compare-and-swap, atomic against a commit being applied (which writes whole
+        // values); it is made durable only by a later checkpoint, and a crash before one
+        // loses nothing but the count (see above).
         loop {
             let Some(old) = self.trees.outbox.get(key)? else {
                 return Err(StoreError::OutboxNotFound { id });
