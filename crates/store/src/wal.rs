@@ -62,7 +62,8 @@ const MAGIC: &[u8; 8] = b"PONSWAL1";
 /// Size past which the next commit starts a new segment.
 pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 
-/// The largest record recovery accepts (a batch is at most 256 writes of a few MiB).
+/// The largest record: a commit whose changes take more is refused whole (a batch is at
+/// most 256 writes, each at most a 16 MiB frame and its metadata).
 const MAX_RECORD: u32 = 1 << 30;
 
 /// One commit's net changes: per tree, each key's final value (`None`: removed).
@@ -166,6 +167,8 @@ pub(crate) struct Wal {
     sync: bool,
     /// [`SEGMENT_BYTES`], smaller in tests.
     pub(crate) segment_bytes: u64,
+    /// [`MAX_RECORD`], smaller in tests.
+    max_record: usize,
 }
 
 /// A segment to start: the checkpointer may delete every segment before it once sled is
@@ -187,6 +190,7 @@ impl Wal {
             len: MAGIC.len() as u64,
             sync,
             segment_bytes: SEGMENT_BYTES,
+            max_record: MAX_RECORD as usize,
         })
     }
 
@@ -197,13 +201,20 @@ impl Wal {
         seq: u64,
         writes: &Writes,
     ) -> Result<Option<Rolled>, StoreError> {
+        let record = writes.encode(seq);
+        if record.len() - 8 > self.max_record {
+            // Its length would not fit the header, and recovery would take it for the end.
+            return Err(StoreError::CommitTooLarge {
+                bytes: record.len() - 8,
+                max: self.max_record,
+            });
+        }
         let rolled = if self.len >= self.segment_bytes {
             self.roll(seq, true)?;
             Some(Rolled { first: seq })
         } else {
             None
         };
-        let record = writes.encode(seq);
         self.file
             .write_all_at(&record, self.len)
             .map_err(io(&self.dir))?;
@@ -505,6 +516,23 @@ mod tests {
         retire_before(dir.path(), 2, false).unwrap();
         let seqs: Vec<u64> = read_all(dir.path()).unwrap().iter().map(|r| r.0).collect();
         assert_eq!(seqs, [2, 3]);
+    }
+
+    #[test]
+    fn a_commit_too_large_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::start(dir.path(), 1, false).unwrap();
+        wal.append(1, &writes(1)).unwrap();
+        wal.max_record = 100;
+        let err = wal.append(2, &writes(2)).err().expect("refused");
+        assert!(
+            matches!(err, StoreError::CommitTooLarge { max: 100, .. }),
+            "{err}"
+        );
+        wal.max_record = MAX_RECORD as usize;
+        wal.append(2, &writes(2)).unwrap();
+        let seqs: Vec<u64> = read_all(dir.path()).unwrap().iter().map(|r| r.0).collect();
+        assert_eq!(seqs, [1, 2]);
     }
 
     #[test]
