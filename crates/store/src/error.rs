@@ -163,12 +163,17 @@ pub enum StoreError {
     /// A background task (fdatasync) did not complete.
     #[error("background task: {0}")]
     Task(String),
-
+    /// One commit's changes are more than a write-ahead log record holds.
     #[error(
         "one commit's changes take {bytes} bytes; the write-ahead log takes at most {max} \
          per commit (nothing of it was stored)"
     )]
-    CommitTooLarge { bytes: usize, max: usize },
+    CommitTooLarge {
+        /// The record's payload size.
+        bytes: usize,
+        /// The largest payload a record holds.
+        max: usize,
+    },
     /// A feed acknowledgement names an arrival number the inbox does not hold.
     #[error("feed sink {sink}: cannot advance to {to}: no record has arrival number {missing}")]
     FeedBeyondInbox {
