@@ -391,6 +391,40 @@ mod tests {
         );
     }
 
+    /// With sync on, a durable writer is answered after the fdatasync that covers it; the
+    /// unflushed ones among them are not waited for.
+    #[test]
+    fn with_sync_on_durable_writers_are_answered_after_their_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            durability: crate::Durability::FlushAndSync,
+            ..Options::default()
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        let answers: Vec<(bool, Answer)> = (0..60)
+            .map(|i| {
+                let durable = i % 3 != 0;
+                let (job, answer) = job_of("w", false, durable);
+                store.batcher.send(job).unwrap();
+                (durable, answer)
+            })
+            .collect();
+        let mut seqs = Vec::new();
+        for (durable, answer) in answers {
+            let (seq, ticket) = answer.blocking_recv().unwrap().unwrap();
+            if durable {
+                assert!(*store.shared.synced.blocking_lock() >= ticket);
+            }
+            seqs.push(seq);
+        }
+        assert_eq!(
+            seqs,
+            (1..=60).collect::<Vec<u64>>(),
+            "journaled in queue order"
+        );
+        assert_eq!(store.verify_journal().unwrap().seq, 60);
+    }
+
     #[test]
     fn a_batch_of_only_aborts_commits_nothing() {
         let dir = tempfile::tempdir().unwrap();
