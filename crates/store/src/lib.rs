@@ -105,6 +105,9 @@ pub struct Store {
     /// Flushes sled and deletes the log segments it covers; held only to be dropped (and
     /// joined) after the committer.
     _checkpointer: Checkpointer,
+    /// Fills new log segments with zeros ahead of the writes (sync on); dropped last, as the
+    /// committer may wait for it.
+    _filler: Option<Filler>,
 }
 
 /// The handles of one store that transactions and flushes need, shared by [`Store`] and its
@@ -132,6 +135,8 @@ pub(crate) struct Shared {
     broken: Arc<AtomicBool>,
     /// Where a finished log segment is handed to the checkpointer.
     checkpoints: Arc<CheckpointQueue>,
+    /// The log's filling ahead (see `wal::Room`).
+    room: Arc<wal::Room>,
 }
 
 /// One sled tree. Reads never see a commit half applied: a commit is applied under the
@@ -433,12 +438,14 @@ impl Store {
             None
         };
         let wal_dir = dir.join("wal");
-        let last = recover(&db, &trees, db_file.as_deref(), &wal_dir, sync)?;
-        if sync {
-            // The first segment is written over, not appended to (see `wal::open_segment`).
-            wal::prepare_spare(&wal_dir, None)?;
-        }
-        let wal = wal::Wal::start(&wal_dir, last + 1, sync)?;
+        let room = Arc::new(wal::Room::default());
+        let last = recover(&db, &trees, db_file.as_deref(), &wal_dir, sync, &room)?;
+        let wal = wal::Wal::start(&wal_dir, last + 1, sync, Arc::clone(&room))?;
+        let filler = if sync {
+            Some(Filler::start(Arc::clone(&room))?)
+        } else {
+            None
+        };
         let shared = Shared {
             trees: trees.clone(),
             dir: dir.clone(),
@@ -450,6 +457,7 @@ impl Store {
             synced: Arc::new(tokio::sync::Mutex::new(last)),
             broken: Arc::new(AtomicBool::new(false)),
             checkpoints: Arc::new(CheckpointQueue::default()),
+            room,
         };
         let checkpointer = Checkpointer::start(db.clone(), shared.clone(), wal_dir)?;
         let batcher = batch::Batcher::start(batch::Committer::new(shared.clone()))?;
@@ -462,6 +470,7 @@ impl Store {
             shared,
             batcher,
             _checkpointer: checkpointer,
+            _filler: filler,
         };
         store.check_head()?;
         Ok(store)
@@ -687,6 +696,7 @@ fn recover(
     db_file: Option<&File>,
     wal_dir: &Path,
     recycle: bool,
+    room: &wal::Room,
 ) -> Result<u64, StoreError> {
     let applied = match trees.meta.get(wal::APPLIED_KEY)? {
         None => 0,
@@ -717,7 +727,7 @@ fn recover(
             "store recovered commits from its write-ahead log"
         );
     }
-    checkpoint(db, db_file, wal_dir, u64::MAX, recycle)?;
+    checkpoint(db, db_file, wal_dir, u64::MAX, recycle, room)?;
     Ok(last)
 }
 
@@ -730,9 +740,10 @@ fn checkpoint(
     wal_dir: &Path,
     keep_from: u64,
     recycle: bool,
+    room: &wal::Room,
 ) -> Result<(), StoreError> {
     flush_db(db, db_file)?;
-    wal::retire_before(wal_dir, keep_from, recycle)
+    wal::retire_before(wal_dir, keep_from, recycle, room)
 }
 
 fn flush_db(db: &sled::Db, db_file: Option<&File>) -> Result<(), StoreError> {
@@ -785,8 +796,8 @@ impl CheckpointQueue {
 impl Shared {
     /// After an erasure: no file of the log may keep the erased body or its wrapped key
     /// longer than it takes to flush sled. Starts a new segment (never the spare, which may
-    /// hold old records), flushes sled, deletes every older segment and the spare, then
-    /// writes a zeroed spare (sync on). sled's own files keep deleted values until it
+    /// hold old records), flushes sled, deletes every older segment and the spare (the next
+    /// checkpoint recycles one again). sled's own files keep deleted values until it
     /// rewrites their segments (see `docs/data-protection.md`).
     fn retire_for_erasure(&self, db: &sled::Db, wal_dir: &Path) -> Result<(), StoreError> {
         let keep_from = {
@@ -802,12 +813,40 @@ impl Shared {
             next
         };
         flush_db(db, self.db_file.as_deref())?;
-        wal::retire_before(wal_dir, keep_from, false)?;
-        wal::remove_spare(wal_dir)?;
-        if self.sync {
-            wal::prepare_spare(wal_dir, None)?;
+        wal::retire_before(wal_dir, keep_from, false, &self.room)?;
+        wal::remove_spare(wal_dir)
+    }
+}
+
+/// The thread that fills new log segments ahead of the writes (see `wal::Room`).
+struct Filler {
+    room: Arc<wal::Room>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Filler {
+    fn start(room: Arc<wal::Room>) -> Result<Filler, StoreError> {
+        let r = Arc::clone(&room);
+        let thread = std::thread::Builder::new()
+            .name("pons-store-fill".into())
+            .spawn(move || r.run_filler())
+            .map_err(|source| StoreError::Io {
+                path: "store fill thread".into(),
+                source,
+            })?;
+        Ok(Filler {
+            room,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        self.room.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-        Ok(())
     }
 }
 
@@ -840,7 +879,7 @@ impl Checkpointer {
                 } else {
                     let keep_from = keep_from.unwrap_or(0);
                     let db_file = shared.db_file.as_deref();
-                    checkpoint(&db, db_file, &wal_dir, keep_from, shared.sync)
+                    checkpoint(&db, db_file, &wal_dir, keep_from, shared.sync, &shared.room)
                 };
                 if let Err(e) = done {
                     // The segments stay; the next checkpoint (or the next open) takes them.
