@@ -1033,13 +1033,16 @@ impl Tx<'_> {
     /// Once the transaction commits, the store retires its log (see
     /// [`Shared::retire_for_erasure`]).
     pub(crate) fn erase_body(&self, tree: cipher::BodyTree, id: Uuid) -> TxResult<bool> {
-        self.meta.writes.borrow_mut().erases = true;
         let bodies = match tree {
             cipher::BodyTree::Outbox => &self.outbox_body,
             cipher::BodyTree::Inbox => &self.inbox_body,
         };
-        self.body_keys.remove(&tree.key_of(id)[..])?;
-        Ok(bodies.remove(id.as_bytes())?.is_some())
+        let had_key = self.body_keys.remove(&tree.key_of(id)[..])?.is_some();
+        let had_body = bodies.remove(id.as_bytes())?.is_some();
+        if had_key || had_body {
+            self.meta.writes.borrow_mut().erases = true;
+        }
+        Ok(had_body)
     }
 }
 

@@ -245,6 +245,9 @@ impl Wal {
     /// record yet, it is cut to its header instead (it may be a reused file).
     pub(crate) fn restart(&mut self, next: u64) -> Result<(), StoreError> {
         if self.first == next {
+            // No fill may run on the file while it is cut (none should: a segment is filled
+            // only once it holds records).
+            let _quiet = self.room.quiet();
             self.file
                 .set_len(MAGIC.len() as u64)
                 .map_err(io(&self.dir))?;
@@ -416,7 +419,15 @@ impl Room {
             // it may already be retired (and `running` keeps it from being recycled while
             // a fill that started in time runs).
             let current = self.lock().generation == fill.generation;
-            let done = if current { fill.write(&zeros) } else { Ok(()) };
+            // A panic here must not leave the chunk marked in flight: the log would wait for
+            // it forever.
+            let done = if current {
+                let write = std::panic::AssertUnwindSafe(|| fill.write(&zeros));
+                std::panic::catch_unwind(write)
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the fill panicked")))
+            } else {
+                Ok(())
+            };
             drop(running);
             if let Err(e) = &done {
                 tracing::warn!(error = %e, "write-ahead log: a segment could not be filled ahead; the log appends instead");
