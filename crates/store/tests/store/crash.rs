@@ -16,6 +16,8 @@ use pons_store::OutboxFilter;
 use super::util::*;
 
 const CHILD_ENV: &str = "PONS_STORE_CRASH_CHILD_DIR";
+/// Set: the child opens its store with `Durability::FlushAndSync`, as a node in production.
+const SYNC_ENV: &str = "PONS_STORE_CRASH_CHILD_SYNC";
 /// Ids the parent waits for before it kills the child.
 const KILL_AFTER: usize = 150;
 
@@ -31,7 +33,8 @@ fn crash_child_writer() {
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let store = std::sync::Arc::new(open(std::path::Path::new(&dir)));
+        let sync = std::env::var_os(SYNC_ENV).is_some();
+        let store = std::sync::Arc::new(open_durable(std::path::Path::new(&dir), sync));
         // One sealer for both receiving tasks, so their records share receipts.
         let sealer = receipt_for();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(char, uuid::Uuid)>();
@@ -81,16 +84,31 @@ fn crash_child_writer() {
 
 #[test]
 fn sigkill_mid_batch_loses_no_acknowledged_submission() {
+    sigkill_mid_batch(false);
+}
+
+/// The same with the log fdatasync'ed, as a node in production runs.
+#[test]
+fn sigkill_mid_batch_loses_no_acknowledged_submission_with_sync() {
+    sigkill_mid_batch(true);
+}
+
+fn sigkill_mid_batch(sync: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("current exe");
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args([
             "--exact",
             "store::crash::crash_child_writer",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD_ENV, dir.path())
+        .env(CHILD_ENV, dir.path());
+    if sync {
+        command.env(SYNC_ENV, "1");
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -133,7 +151,7 @@ fn sigkill_mid_batch_loses_no_acknowledged_submission() {
         "child must have been killed, not exited: {status}"
     );
 
-    let store = open(dir.path());
+    let store = open_durable(dir.path(), sync);
     let stored: BTreeSet<_> = store
         .outbox_list(&OutboxFilter::default())
         .expect("list")

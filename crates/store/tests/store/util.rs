@@ -22,8 +22,16 @@ pub fn master_key() -> pons_store::MasterKey {
 }
 
 pub fn open(dir: &std::path::Path) -> Store {
+    open_durable(dir, false)
+}
+
+/// [`open`], with the log fdatasync'ed if `sync` (`Durability::FlushAndSync`).
+pub fn open_durable(dir: &std::path::Path, sync: bool) -> Store {
     let mut options = Options::default();
     options.master_key = Some(master_key());
+    if sync {
+        options.durability = pons_store::Durability::FlushAndSync;
+    }
     Store::open(dir, options).expect("open store")
 }
 
