@@ -352,7 +352,43 @@ impl CallerCache {
 
 /// Serves requests until the listener fails; each connection runs in its own task.
 pub async fn serve<H: Handler>(listener: UnixListener, roles: Roles, handler: Arc<H>) {
+    serve_within(listener, roles, handler, ConnectionLimits::default()).await;
+}
+
+/// How many control connections may be open at once, and how long one may stay silent.
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    /// Past this many, a new connection is answered with a refusal and closed.
+    max_open: usize,
+    /// A connection that sends no complete request for this long is closed (longer than
+    /// the longest `feed-read` wait, 60 s).
+    idle: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_open: MAX_CONNECTIONS,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// The most control connections open at once: a local user who may reach the socket
+/// cannot hold the node's memory or tasks with idle ones.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a control connection may go without sending a whole request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+async fn serve_within<H: Handler>(
+    listener: UnixListener,
+    roles: Roles,
+    handler: Arc<H>,
+    limits: ConnectionLimits,
+) {
     let callers = Arc::new(CallerCache::new(roles));
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_open));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -361,20 +397,48 @@ pub async fn serve<H: Handler>(listener: UnixListener, roles: Roles, handler: Ar
                 continue;
             }
         };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            tracing::warn!(
+                max = limits.max_open,
+                "control connection refused: too many open"
+            );
+            tokio::spawn(refuse(stream, limits.max_open));
+            continue;
+        };
         let handler = handler.clone();
         let callers = Arc::clone(&callers);
         tokio::spawn(async move {
-            if let Err(e) = serve_one(stream, &callers, &*handler).await {
+            if let Err(e) = serve_one(stream, &callers, &*handler, limits.idle).await {
                 tracing::debug!(error = %e, "control connection ended with an error");
             }
+            drop(permit);
         });
     }
+}
+
+/// Answers a connection past the limit with why, and closes it.
+async fn refuse(mut stream: UnixStream, max_open: usize) {
+    let refusal = Response::runtime(format!(
+        "the node has {max_open} control connections open, its limit; close one and retry"
+    ));
+    if let Ok(mut out) = serde_json::to_vec(&refusal) {
+        out.push(b'\n');
+        let _ = stream.write_all(&out).await;
+    }
+    let _ = stream.shutdown().await;
+    // Closing with the caller's request unread would reset the connection before the caller
+    // read the refusal: read what it sent (bounded) first.
+    let mut request = (&mut stream).take(MAX_REQUEST as u64);
+    let mut sink = tokio::io::sink();
+    let drain = tokio::io::copy(&mut request, &mut sink);
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 async fn serve_one<H: Handler>(
     stream: UnixStream,
     callers: &CallerCache,
     handler: &H,
+    idle: Duration,
 ) -> std::io::Result<()> {
     let cred = stream.peer_cred()?;
     let (read, mut write) = stream.into_split();
@@ -382,10 +446,13 @@ async fn serve_one<H: Handler>(
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = (&mut read)
-            .take(MAX_REQUEST as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
+        let mut limited = (&mut read).take(MAX_REQUEST as u64 + 1);
+        let request = limited.read_until(b'\n', &mut line);
+        let Ok(n) = tokio::time::timeout(idle, request).await else {
+            tracing::debug!(uid = cred.uid(), "control connection closed: idle");
+            break;
+        };
+        let n = n?;
         if n == 0 {
             break;
         }
@@ -563,6 +630,52 @@ mod tests {
             }
             other => panic!("expected an error, got {other:?}"),
         }
+        server.abort();
+    }
+
+    /// Past the limit a connection is refused with why; a silent one is closed; a slot
+    /// freed is taken again.
+    #[tokio::test]
+    async fn connections_past_the_limit_are_refused_and_silent_ones_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let me = current_user();
+        let limits = ConnectionLimits {
+            max_open: 2,
+            idle: Duration::from_millis(300),
+        };
+        let server = tokio::spawn(serve_within(
+            bind(&path).unwrap(),
+            roles_for(&me),
+            Arc::new(Echo),
+            limits,
+        ));
+        let mut first = Connection::open(&path).await.unwrap();
+        let mut second = Connection::open(&path).await.unwrap();
+        assert!(matches!(
+            first.call(&Request::Status).await.unwrap(),
+            Response::Ok { .. }
+        ));
+        assert!(matches!(
+            second.call(&Request::Status).await.unwrap(),
+            Response::Ok { .. }
+        ));
+        match call(&path, &Request::Status).await.unwrap() {
+            Response::Err { message, .. } => {
+                assert!(message.contains("2 control connections open"), "{message}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Both fall silent and are closed; their slots serve new connections.
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), first.read.read_to_end(&mut rest));
+        assert!(closed.await.is_ok(), "a silent connection is closed");
+        assert!(rest.is_empty());
+        drop((first, second));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let resp = call(&path, &Request::Status).await.unwrap();
+        assert!(matches!(resp, Response::Ok { .. }), "{resp:?}");
         server.abort();
     }
 
