@@ -143,6 +143,7 @@ fn a_thousand_records_are_delivered_once_receipted_and_journaled_on_both_sides()
 fn records_wait_while_the_receiver_is_down_and_are_delivered_once_it_starts() {
     let mut fed = pair();
     fed.start("adolescence");
+    let began = std::time::Instant::now();
     let sent: Vec<String> = (0..5)
         .map(|_| fed.submit("adolescence", "cuta", MRR, &example_report()))
         .collect();
@@ -156,6 +157,15 @@ fn records_wait_while_the_receiver_is_down_and_are_delivered_once_it_starts() {
     });
     let outbox = fed.outbox_jsonl("adolescence");
     assert_eq!(outbox.len(), sent.len());
+    // Status counts the queue and ages its oldest record (the first submitted).
+    let status = fed.control_ok("adolescence", Request::Status);
+    let peer = &status["peers"][0];
+    assert_eq!(peer["queue"], sent.len(), "{status}");
+    let oldest = peer["oldest_pending_secs"].as_i64().expect("an age");
+    assert!(
+        (0..=began.elapsed().as_secs() as i64 + 1).contains(&oldest),
+        "oldest pending {oldest} s: {status}"
+    );
     for id in &sent {
         let state = state_of(&outbox, id);
         assert!(

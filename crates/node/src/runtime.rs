@@ -997,20 +997,21 @@ impl Runtime {
             "status",
         )?;
         let now = self.now();
-        // The delivery queue's index, not a scan of the whole outbox: status is polled.
+        // The delivery queue's index, not a scan of the whole outbox: status is polled. The
+        // index is in id order and ids are UUIDv7 from this node's clock, so a peer's first
+        // entry is its oldest: only that record is read (reading every one cost `pons bench`
+        // 2 % of its CPU, polling with thousands waiting).
         let mut waiting: BTreeMap<NodeId, (usize, Option<OffsetDateTime>)> = BTreeMap::new();
         for (id, peer) in self.store.pending().map_err(runtime)? {
-            let created = self
-                .store
-                .outbox_get(id)
-                .map_err(runtime)?
-                .map(|r| r.created);
             let (count, oldest) = waiting.entry(peer).or_default();
+            if *count == 0 {
+                *oldest = self
+                    .store
+                    .outbox_get(id)
+                    .map_err(runtime)?
+                    .map(|r| r.created);
+            }
             *count += 1;
-            *oldest = match (*oldest, created) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
         }
         let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();
         let mut out = Vec::new();
