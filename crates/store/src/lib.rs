@@ -421,7 +421,7 @@ impl Store {
     /// head agrees with the last journal entry.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store, StoreError> {
         let dir = path.as_ref().to_path_buf();
-        let db = sled::Config::new().path(&dir).open()?;
+        let db = open_db(&dir)?;
         if db.was_recovered() {
             tracing::info!(path = %dir.display(), "store opened; recovered existing database");
         } else {
@@ -684,6 +684,30 @@ impl Shared {
         }
         *synced = self.sync_log()?;
         Ok(())
+    }
+}
+
+/// How long [`Store::open`] waits for sled's lock on its file.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens sled in `dir`. sled takes an exclusive lock on its file and releases it only when
+/// every handle of a dropped database is gone, some of them on its background threads
+/// after the store is dropped: a store reopened at once in the same process (a restart, a
+/// test) can find it still held for a moment. So a held lock is waited for up to
+/// [`LOCK_WAIT`]; a store open in another process still fails, that much later.
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            // sled's own words for it (an `Other` error whose text names the lock).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
@@ -1059,6 +1083,23 @@ mod tests {
             Operation::Consult,
             Outcome::Success,
         )
+    }
+
+    /// A store dropped and reopened at once opens (sled may still hold its lock for a
+    /// moment), again and again; one still open is refused, naming the lock.
+    #[tokio::test]
+    async fn a_dropped_store_reopens_at_once_and_an_open_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=20 {
+            let store = Store::open(dir.path(), Options::default()).unwrap();
+            store.append_journal(draft(n)).await.unwrap();
+        }
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(store.verify_journal().unwrap().seq, 20);
+        let err = Store::open(dir.path(), Options::default())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("could not acquire lock"), "{err}");
     }
 
     /// Segments roll, the checkpointer deletes the ones sled holds, and a reopened store has
