@@ -60,10 +60,10 @@ pub(crate) const APPLIED_KEY: &[u8] = b"wal_applied";
 /// First bytes of every segment.
 const MAGIC: &[u8; 8] = b"PONSWAL1";
 
-/// Size past which the next commit starts a new segment: ~800 records of 2 KiB (both a
-/// record's commits at one node), so a new store soon writes over recycled segments, a
-/// checkpoint (sled flushed) comes about as often as sled's own 500 ms flush at 2,000
-/// records/s, and recovery replays at most a few segments.
+/// Size past which the next commit starts a new segment: ~13,000 records of 2 KiB at one
+/// node (~5 KB of log per record's commits there). Recovery replays at most the segments
+/// not yet checkpointed, one or two; 8 MiB segments were measured slower (a checkpoint, a
+/// sled flush and fdatasync, every ~800 records).
 pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// The largest record: a commit whose changes take more is refused whole (a batch is at
