@@ -1085,6 +1085,77 @@ mod tests {
         )
     }
 
+    const CRASH_CHILD_ENV: &str = "PONS_STORE_WAL_CRASH_CHILD_DIR";
+
+    /// Entry point of the child process of the test below; does nothing unless
+    /// `CRASH_CHILD_ENV` names a directory. Appends journal entries without end, in 4 KiB
+    /// segments (so segments roll, are checkpointed and recycled all the time), printing
+    /// each seq once it is durable.
+    #[test]
+    fn wal_crash_child() {
+        let Ok(dir) = std::env::var(CRASH_CHILD_ENV) else {
+            return;
+        };
+        let options = Options {
+            durability: Durability::FlushAndSync,
+            ..Options::default()
+        };
+        let store = Store::open(&dir, options).unwrap();
+        store.shared.wal.lock().unwrap().segment_bytes = 4096;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut out = std::io::stdout().lock();
+        for n in 1.. {
+            let seq = rt.block_on(store.append_journal(draft(n))).unwrap();
+            use std::io::Write;
+            writeln!(out, "ACK {seq}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+
+    /// SIGKILL while segments roll, are checkpointed and recycled: the reopened store has
+    /// every entry acknowledged, its journal verifies, and it goes on from there.
+    #[test]
+    fn a_store_killed_while_its_log_rolls_loses_nothing_acknowledged() {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "tests::wal_crash_child", "--nocapture"])
+            .env(CRASH_CHILD_ENV, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut acked = 0u64;
+        while acked < 300 {
+            let line = lines.next().expect("the child ended early").unwrap();
+            if let Some(seq) = line.strip_prefix("ACK ") {
+                acked = seq.parse().unwrap();
+            }
+        }
+        child.kill().unwrap();
+        for line in lines {
+            let Ok(line) = line else { break };
+            if let Some(seq) = line.strip_prefix("ACK ") {
+                acked = seq.parse().unwrap();
+            }
+        }
+        assert!(!child.wait().unwrap().success(), "killed, not exited");
+
+        let options = Options {
+            durability: Durability::FlushAndSync,
+            ..Options::default()
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        let head = store.verify_journal().unwrap();
+        assert!(head.seq >= acked, "acknowledged {acked}, kept {}", head.seq);
+        let next = store.write(|tx| Ok(tx.append(&draft(0))?.seq)).unwrap().0;
+        assert_eq!(next, head.seq + 1, "the journal goes on where it was");
+    }
+
     /// A store dropped and reopened at once opens (sled may still hold its lock for a
     /// moment), again and again; one still open is refused, naming the lock.
     #[tokio::test]
