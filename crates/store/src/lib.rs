@@ -194,6 +194,9 @@ impl Tree {
 
 #[derive(Clone)]
 struct Trees {
+    /// The lock every tree's reads share (see [`Tree`]); a commit is applied under its
+    /// write half.
+    visible: Arc<RwLock<()>>,
     outbox: Tree,
     outbox_body: Tree,
     outbox_pending: Tree,
@@ -220,6 +223,7 @@ impl Trees {
         };
         let [ob, obb, obp, ib, ibb, iba, rc, jn, mt, fd, bk, rt, dl] = wal::TREES;
         Ok(Trees {
+            visible: Arc::clone(visible),
             outbox: open(ob)?,
             outbox_body: open(obb)?,
             outbox_pending: open(obp)?,
@@ -255,9 +259,10 @@ impl Trees {
         ]
     }
 
-    /// Apply commit `seq`'s changes to sled, recording `seq` as applied with them. The
-    /// caller holds `visible`'s write half, or is recovery with no reader yet.
+    /// Apply commit `seq`'s changes to sled, recording `seq` as applied with them, under
+    /// the write half of `visible`: a read sees all of them or none.
     fn apply(&self, seq: u64, writes: &wal::Writes) -> sled::Result<()> {
+        let _visible = self.visible.write().unwrap_or_else(PoisonError::into_inner);
         for (tree, changes) in self.all().into_iter().zip(&writes.trees) {
             for (key, value) in changes {
                 match value {
@@ -295,10 +300,16 @@ impl TxTree<'_> {
         Ok(())
     }
 
-    /// Removes `key`; its value before.
-    pub(crate) fn remove<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
-        let old = self.get(key.as_ref())?;
+    /// Removes `key`.
+    pub(crate) fn remove<K: AsRef<[u8]>>(&self, key: K) -> TxResult<()> {
         self.writes.borrow_mut().trees[self.id].insert(IVec::from(key.as_ref()), None);
+        Ok(())
+    }
+
+    /// Removes `key`; its value before (one read more than [`TxTree::remove`]).
+    pub(crate) fn take<K: AsRef<[u8]>>(&self, key: K) -> TxResult<Option<IVec>> {
+        let old = self.get(key.as_ref())?;
+        self.remove(key)?;
         Ok(old)
     }
 }
@@ -321,6 +332,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) retention: TxTree<'a>,
     /// The index of review dates, erasure dates and holds (see [`retention`]).
     pub(crate) deadlines: TxTree<'a>,
+    /// The transaction's writes, shared by its trees.
+    writes: &'a RefCell<wal::Writes>,
     /// Records stored by this transaction that wait for their receipt (see `inbox.rs`).
     pub(crate) receipts_due: RefCell<Vec<inbox::ReceiptDue>>,
     /// The batched write running now (see `batch.rs`); 0 outside a batch.
@@ -329,9 +342,10 @@ pub(crate) struct Tx<'a> {
 
 impl<'a> Tx<'a> {
     fn new(trees: &'a Trees, writes: &'a RefCell<wal::Writes>) -> Tx<'a> {
+        let all = trees.all();
         let t = |id: usize| TxTree {
             id,
-            tree: &trees.all()[id].inner,
+            tree: &all[id].inner,
             writes,
         };
         Tx {
@@ -348,6 +362,7 @@ impl<'a> Tx<'a> {
             body_keys: t(10),
             retention: t(11),
             deadlines: t(12),
+            writes,
             receipts_due: RefCell::new(Vec::new()),
             job: Cell::new(0),
         }
@@ -630,16 +645,7 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .append(seq, writes)
             .map_err(|e| sled::Error::Io(std::io::Error::other(e.to_string())))?;
-        let applied = {
-            let _visible = self
-                .trees
-                .meta
-                .visible
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.trees.apply(seq, writes)
-        };
-        if let Err(e) = applied {
+        if let Err(e) = self.trees.apply(seq, writes) {
             // Logged, maybe half applied in memory: only recovery can put sled right.
             self.broken.store(true, Ordering::SeqCst);
             tracing::error!(seq, error = %e, "a logged commit could not be applied; the store refuses writes until reopened");
@@ -1061,10 +1067,10 @@ impl Tx<'_> {
             cipher::BodyTree::Outbox => &self.outbox_body,
             cipher::BodyTree::Inbox => &self.inbox_body,
         };
-        let had_key = self.body_keys.remove(&tree.key_of(id)[..])?.is_some();
-        let had_body = bodies.remove(id.as_bytes())?.is_some();
+        let had_key = self.body_keys.take(&tree.key_of(id)[..])?.is_some();
+        let had_body = bodies.take(id.as_bytes())?.is_some();
         if had_key || had_body {
-            self.meta.writes.borrow_mut().erases = true;
+            self.writes.borrow_mut().erases = true;
         }
         Ok(had_body)
     }
