@@ -24,7 +24,10 @@
 //! Format (little-endian lengths, big-endian sequence numbers): a segment `{first seq:020}.wal`
 //! starts with [`MAGIC`]; each record is `len: u32 ‖ crc32(payload): u32 ‖ payload`, the
 //! payload `seq: u64 ‖ (tree: u8 ‖ key len: u32 ‖ key ‖ 0 | 1 ‖ [value len: u32 ‖ value])*`.
-//! Tree numbers are [`TREES`]' positions and part of the format.
+//! Tree numbers are [`TREES`]' positions and part of the format; two more numbers carry the
+//! body log's changes (`bodies.rs`): [`BODY_WRITE`] (key: the body's `BodyRef`, value: the
+//! body) and [`BODY_ERASE`] (key: the `BodyRef` erased, no value). The body trees' values in
+//! the record are then the references, as sled holds them.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -35,6 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use sled::IVec;
 
+use crate::bodies::BodyRef;
 use crate::StoreError;
 
 /// The trees a commit may change, by their number in the log.
@@ -70,10 +74,21 @@ pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 /// most 256 writes, each at most a 16 MiB frame and its metadata).
 const MAX_RECORD: u32 = 1 << 30;
 
+/// The number in a log record of a body written to the body log (see `bodies.rs`).
+const BODY_WRITE: u8 = 0x80;
+
+/// The number in a log record of a body erased from the body log.
+const BODY_ERASE: u8 = 0x81;
+
 /// One commit's net changes: per tree, each key's final value (`None`: removed).
 #[derive(Default)]
 pub(crate) struct Writes {
     pub(crate) trees: [BTreeMap<IVec, Option<IVec>>; TREES.len()],
+    /// Bodies the commit writes to the body log at the places assigned to them (the body
+    /// trees hold their references); filled in at commit.
+    pub(crate) bodies: Vec<(BodyRef, IVec)>,
+    /// Places in the body log the commit erases; filled in at commit.
+    pub(crate) erased: Vec<BodyRef>,
     /// Whether the commit erases a record's body (not part of the record: see
     /// `Shared::retire_for_erasure`).
     pub(crate) erases: bool,
@@ -91,7 +106,9 @@ impl Writes {
             .iter()
             .flat_map(|t| t.iter())
             .map(|(k, v)| 10 + k.len() + v.as_ref().map_or(0, |v| v.len()))
-            .sum();
+            .sum::<usize>()
+            + self.bodies.iter().map(|(_, b)| 40 + b.len()).sum::<usize>()
+            + self.erased.len() * 30;
         let mut out = Vec::with_capacity(16 + size);
         out.extend_from_slice(&[0; 8]);
         out.extend_from_slice(&seq.to_be_bytes());
@@ -108,6 +125,17 @@ impl Writes {
                 }
             }
         }
+        for (at, body) in &self.bodies {
+            out.push(BODY_WRITE);
+            put_bytes(&mut out, &at.encode());
+            out.push(1);
+            put_bytes(&mut out, body);
+        }
+        for at in &self.erased {
+            out.push(BODY_ERASE);
+            put_bytes(&mut out, &at.encode());
+            out.push(0);
+        }
         let len = u32::try_from(out.len() - 8).unwrap_or(u32::MAX);
         let crc = crc32fast::hash(&out[8..]);
         out[..4].copy_from_slice(&len.to_le_bytes());
@@ -121,7 +149,18 @@ impl Writes {
         let seq = u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| "seq")?);
         let mut writes = Writes::default();
         while !r.0.is_empty() {
-            let id = r.take(1)?[0] as usize;
+            let id = r.take(1)?[0];
+            if id == BODY_WRITE || id == BODY_ERASE {
+                let at = BodyRef::decode(r.bytes()?)?
+                    .ok_or_else(|| "a body change without a body reference".to_string())?;
+                match (id, r.take(1)?[0]) {
+                    (BODY_WRITE, 1) => writes.bodies.push((at, IVec::from(r.bytes()?))),
+                    (BODY_ERASE, 0) => writes.erased.push(at),
+                    (_, kind) => return Err(format!("body change {id} has kind {kind}")),
+                }
+                continue;
+            }
+            let id = id as usize;
             let tree = writes
                 .trees
                 .get_mut(id)

@@ -161,6 +161,16 @@ fn sigkill_mid_batch(sync: bool) {
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(!acked.is_empty() && !received.is_empty());
+    // With its body, from the body log (`bodies.rs`), whole.
+    let n_of = |r: &uuid::Uuid| (r.as_u128() - id(0).as_u128()) as u64;
+    for id in &acked {
+        let body = store.outbox_envelope(*id).expect("read outbox body");
+        assert_eq!(body, Some(envelope(n_of(id))), "{id}: body");
+    }
+    for id in &received {
+        let body = store.inbox_envelope(*id).expect("read inbox body");
+        assert_eq!(body, Some(envelope(n_of(id))), "{id}: body");
+    }
 
     // Every acknowledged receive is in the inbox with the receipt that was handed back.
     for id in &received {

@@ -1,0 +1,539 @@
+//! The body log: record bodies out of sled's page tree (issue 7).
+//!
+//! sled keeps values in its leaves and splits a leaf past 16 entries; with 2 KiB bodies
+//! every split copied ~37 KB, and sled's own log rewrote those leaves: ~46 KB written and
+//! a fifth of the CPU per record (`docs/performance.md`). Here a body is written once, to
+//! an append-only file of this store's `<dir>/bodies/`, and sled's `outbox_body` /
+//! `inbox_body` trees hold a [`BodyRef`] to it (21 bytes).
+//!
+//! What makes a body durable is still the write-ahead log: a commit's log record carries
+//! every body it stores, with the place assigned to it here (under the write lock, before
+//! the record is appended), and every place it erases. The body files are written after the
+//! log record (to the kernel, never synced on a commit's path) and fdatasync'ed before a
+//! checkpoint retires the log segments that hold the same bodies. Recovery writes the bodies
+//! of **every** record still in the log at their places again, not only those sled lacks:
+//! sled writes itself out on its own, so after a power loss it may hold a reference whose
+//! bytes the kernel never wrote. Writing at an assigned place twice is harmless; an erasure
+//! replayed after it erases the place again.
+//!
+//! Erasure punches the body's blocks out of its file (`fallocate(PUNCH_HOLE)`, zeros where a
+//! file system cannot): every body starts on a [`BLOCK`] boundary and owns its blocks, so
+//! the punched blocks are freed and no file keeps the ciphertext (its data key, in
+//! `body_keys`, is destroyed in the same commit). The file is fdatasync'ed before the
+//! checkpointer deletes the log segments that held the body.
+//!
+//! Format: a file `{segment:08}.body` starts with [`MAGIC`] in a block of its own; bodies
+//! follow, each at a block boundary, as stored before (`cipher.rs`: format byte, nonce,
+//! AES-256-GCM). A [`BodyRef`] is `0x02 ‖ segment: u32 ‖ offset: u64 ‖ len: u32 ‖
+//! crc32: u32` (big-endian); the CRC is over the body's bytes and is checked at every read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use sled::IVec;
+
+use crate::StoreError;
+
+/// The first byte of a [`BodyRef`] as stored in a body tree: unlike a body's own format bytes
+/// (`0x00` clear, `0x01` encrypted), which an older store keeps in sled itself.
+pub(crate) const REF_TAG: u8 = 0x02;
+
+/// The length of an encoded [`BodyRef`].
+const REF_LEN: usize = 21;
+
+/// First bytes of every body file.
+const MAGIC: &[u8; 8] = b"PONSBOD1";
+
+/// Bodies start on block boundaries, so that each owns the blocks it is in and erasing it
+/// frees them; the header takes the first block.
+pub(crate) const BLOCK: u64 = 4096;
+
+/// Size past which the next body starts a new file: ~16,000 bodies of 2 KiB.
+pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// Where one body is: its file, offset and length, and the CRC32 of its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyRef {
+    pub(crate) segment: u32,
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
+}
+
+impl BodyRef {
+    /// The value a body tree holds for the body.
+    pub(crate) fn encode(&self) -> [u8; REF_LEN] {
+        let mut out = [0; REF_LEN];
+        out[0] = REF_TAG;
+        out[1..5].copy_from_slice(&self.segment.to_be_bytes());
+        out[5..13].copy_from_slice(&self.offset.to_be_bytes());
+        out[13..17].copy_from_slice(&self.len.to_be_bytes());
+        out[17..21].copy_from_slice(&self.crc.to_be_bytes());
+        out
+    }
+
+    /// A body tree's value as a reference: `None` if it is a body stored in sled itself (an
+    /// older store), an error if it claims to be a reference and is not one.
+    pub(crate) fn decode(value: &[u8]) -> Result<Option<BodyRef>, String> {
+        if value.first() != Some(&REF_TAG) {
+            return Ok(None);
+        }
+        if value.len() != REF_LEN {
+            return Err(format!(
+                "a body reference has {REF_LEN} bytes, this one {}",
+                value.len()
+            ));
+        }
+        let u32_at =
+            |i: usize| u32::from_be_bytes([value[i], value[i + 1], value[i + 2], value[i + 3]]);
+        let mut offset = [0; 8];
+        offset.copy_from_slice(&value[5..13]);
+        Ok(Some(BodyRef {
+            segment: u32_at(1),
+            offset: u64::from_be_bytes(offset),
+            len: u32_at(13),
+            crc: u32_at(17),
+        }))
+    }
+
+    /// The bytes the body owns in its file: its length rounded up to whole blocks.
+    fn span(&self) -> u64 {
+        u64::from(self.len).div_ceil(BLOCK) * BLOCK
+    }
+
+    fn end(&self) -> u64 {
+        self.offset + self.span()
+    }
+}
+
+impl std::fmt::Display for BodyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} byte {} ({} bytes)",
+            file_name(self.segment),
+            self.offset,
+            self.len
+        )
+    }
+}
+
+/// Why a body could not be read back.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// Its bytes are not what was written (CRC or length): corruption, or an erasure that
+    /// punched them out after the reference was read.
+    Mismatch(String),
+    /// The file could not be read.
+    Store(StoreError),
+}
+
+/// The body files of one store.
+pub(crate) struct Bodies {
+    dir: PathBuf,
+    /// [`SEGMENT_BYTES`], smaller in tests.
+    segment_bytes: u64,
+    /// Every body file, open for reading and writing.
+    files: RwLock<BTreeMap<u32, Arc<File>>>,
+    /// Where the next body goes, and what to sync.
+    state: Mutex<State>,
+}
+
+struct State {
+    /// The file the next body goes into and the offset in it.
+    segment: u32,
+    tail: u64,
+    /// Files written since the last [`Bodies::sync`].
+    unsynced: BTreeSet<u32>,
+    /// Whether a file was created since then (the directory must be synced too).
+    created: bool,
+}
+
+impl Bodies {
+    /// Open the body files in `dir` (created if missing); the next body goes after the
+    /// last one written.
+    pub(crate) fn open(dir: &Path) -> Result<Bodies, StoreError> {
+        Bodies::open_with(dir, SEGMENT_BYTES)
+    }
+
+    pub(crate) fn open_with(dir: &Path, segment_bytes: u64) -> Result<Bodies, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut files = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let path = entry.map_err(io(dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let Some(segment) = name
+                .strip_suffix(".body")
+                .filter(|n| n.len() == 8)
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                return Err(StoreError::Corrupt {
+                    what: "body log directory",
+                    key: path.display().to_string(),
+                    reason: "not a body file (expected <segment:08>.body)".into(),
+                });
+            };
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            let mut magic = [0; MAGIC.len()];
+            // A file cut short before its header was synced can only be the newest, empty.
+            let len = file.metadata().map_err(io(&path))?.len();
+            if len > 0 {
+                file.read_exact_at(&mut magic, 0).map_err(io(&path))?;
+                if &magic != MAGIC {
+                    return Err(StoreError::Corrupt {
+                        what: "body log",
+                        key: path.display().to_string(),
+                        reason: "not a Pons body file".into(),
+                    });
+                }
+            }
+            files.insert(segment, Arc::new(file));
+        }
+        let (segment, tail) = match files.last_key_value() {
+            None => (1, BLOCK),
+            Some((&segment, file)) => {
+                let len = file.metadata().map_err(io(dir))?.len();
+                (segment, len.div_ceil(BLOCK).max(1) * BLOCK)
+            }
+        };
+        Ok(Bodies {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            files: RwLock::new(files),
+            state: Mutex::new(State {
+                segment,
+                tail,
+                unsynced: BTreeSet::new(),
+                created: false,
+            }),
+        })
+    }
+
+    /// Assign a place to `body`, after every place assigned before. The caller holds the
+    /// store's write lock, so places are in log order; nothing is written yet.
+    pub(crate) fn place(&self, body: &[u8]) -> Result<BodyRef, StoreError> {
+        let len = u32::try_from(body.len()).map_err(|_| StoreError::CommitTooLarge {
+            bytes: body.len(),
+            max: u32::MAX as usize,
+        })?;
+        let mut state = self.lock();
+        let mut at = BodyRef {
+            segment: state.segment,
+            offset: state.tail,
+            len,
+            crc: crc32fast::hash(body),
+        };
+        if at.offset > BLOCK && at.end() > self.segment_bytes {
+            at.segment += 1;
+            at.offset = BLOCK;
+        }
+        state.segment = at.segment;
+        state.tail = at.end();
+        Ok(at)
+    }
+
+    /// Write each body at its place (assigned by [`Bodies::place`], or read back from the
+    /// log in recovery), bodies that follow each other in one file in one write.
+    pub(crate) fn write(&self, bodies: &[(BodyRef, IVec)]) -> Result<(), StoreError> {
+        let mut i = 0;
+        while i < bodies.len() {
+            let (first, _) = bodies[i];
+            let mut end = first.end();
+            let mut j = i + 1;
+            while j < bodies.len()
+                && bodies[j].0.segment == first.segment
+                && bodies[j].0.offset == end
+            {
+                end = bodies[j].0.end();
+                j += 1;
+            }
+            let run = &bodies[i..j];
+            let file = self.file(first.segment, true)?;
+            let write = if let [(at, body)] = run {
+                file.write_all_at(body, at.offset)
+            } else {
+                let last = &run[run.len() - 1];
+                let mut buf =
+                    vec![0; (last.0.offset + u64::from(last.0.len) - first.offset) as usize];
+                for (at, body) in run {
+                    let from = (at.offset - first.offset) as usize;
+                    buf[from..from + body.len()].copy_from_slice(body);
+                }
+                file.write_all_at(&buf, first.offset)
+            };
+            write.map_err(io(&self.path(first.segment)))?;
+            let mut state = self.lock();
+            state.unsynced.insert(first.segment);
+            // Recovery may write beyond what was found in the files.
+            if (first.segment, end) > (state.segment, state.tail) {
+                state.segment = first.segment;
+                state.tail = end;
+            }
+            drop(state);
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Read the body at `at` and check it is what was written.
+    pub(crate) fn read(&self, at: &BodyRef) -> Result<Vec<u8>, ReadError> {
+        let file = self.file(at.segment, false).map_err(ReadError::Store)?;
+        let mut body = vec![0; at.len as usize];
+        match file.read_exact_at(&mut body, at.offset) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(ReadError::Mismatch("the file ends before the body".into()))
+            }
+            Err(e) => return Err(ReadError::Store(io(&self.path(at.segment))(e))),
+        }
+        if crc32fast::hash(&body) != at.crc {
+            return Err(ReadError::Mismatch(
+                "the body's checksum does not match its reference".into(),
+            ));
+        }
+        Ok(body)
+    }
+
+    /// Erase the bodies at `places`: their blocks are punched out of their files (written
+    /// with zeros where the file system cannot punch).
+    pub(crate) fn erase(&self, places: &[BodyRef]) -> Result<(), StoreError> {
+        for at in places {
+            let Ok(file) = self.file(at.segment, false) else {
+                // No such file: nothing of the body is on disk.
+                continue;
+            };
+            let path = self.path(at.segment);
+            let punched = nix::fcntl::fallocate(
+                file.as_raw_fd(),
+                nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                    | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                at.offset as i64,
+                at.span() as i64,
+            );
+            if punched.is_err() {
+                let zeros = vec![0; at.span() as usize];
+                file.write_all_at(&zeros, at.offset).map_err(io(&path))?;
+            }
+            self.lock().unsynced.insert(at.segment);
+        }
+        Ok(())
+    }
+
+    /// fdatasync every file written since the last sync (and the directory, if a file was
+    /// created): before the log segments holding the same bodies are retired.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        let (unsynced, created) = {
+            let mut state = self.lock();
+            (
+                std::mem::take(&mut state.unsynced),
+                std::mem::take(&mut state.created),
+            )
+        };
+        let done = (|| {
+            for &segment in &unsynced {
+                let file = self.file(segment, false)?;
+                file.sync_data().map_err(io(&self.path(segment)))?;
+            }
+            if created {
+                File::open(&self.dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io(&self.dir))?;
+            }
+            Ok(())
+        })();
+        if done.is_err() {
+            // Synced next time, then.
+            let mut state = self.lock();
+            state.unsynced.extend(unsynced);
+            state.created |= created;
+        }
+        done
+    }
+
+    /// The open file of `segment`; created (with its header) if `create`.
+    fn file(&self, segment: u32, create: bool) -> Result<Arc<File>, StoreError> {
+        if let Some(file) = self
+            .files
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&segment)
+        {
+            return Ok(Arc::clone(file));
+        }
+        let path = self.path(segment);
+        if !create {
+            return Err(StoreError::Corrupt {
+                what: "body log",
+                key: path.display().to_string(),
+                reason: "a body reference names a file that does not exist".into(),
+            });
+        }
+        let mut files = self.files.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = files.get(&segment) {
+            return Ok(Arc::clone(file));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.write_all_at(MAGIC, 0).map_err(io(&path))?;
+        let file = Arc::new(file);
+        files.insert(segment, Arc::clone(&file));
+        drop(files);
+        let mut state = self.lock();
+        state.created = true;
+        state.unsynced.insert(segment);
+        Ok(file)
+    }
+
+    fn path(&self, segment: u32) -> PathBuf {
+        self.dir.join(file_name(segment))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn file_name(segment: u32) -> String {
+    format!("{segment:08}.body")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.display().to_string();
+    move |source| StoreError::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(n: u8, len: usize) -> IVec {
+        IVec::from(vec![n; len])
+    }
+
+    fn store(bodies: &Bodies, items: &[IVec]) -> Vec<BodyRef> {
+        let placed: Vec<(BodyRef, IVec)> = items
+            .iter()
+            .map(|b| (bodies.place(b).expect("place"), b.clone()))
+            .collect();
+        bodies.write(&placed).expect("write");
+        placed.into_iter().map(|(at, _)| at).collect()
+    }
+
+    #[test]
+    fn bodies_read_back_across_files_and_after_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let items: Vec<IVec> = (0..40u8).map(|n| body(n, 100 + 300 * n as usize)).collect();
+        let bodies = Bodies::open_with(dir.path(), 32 * BLOCK).expect("open");
+        let places = store(&bodies, &items);
+        assert!(places.iter().any(|p| p.segment > 1), "{places:?}");
+        for (at, b) in places.iter().zip(&items) {
+            assert_eq!(at.offset % BLOCK, 0);
+            assert!(at.end() <= 32 * BLOCK || at.offset == BLOCK);
+            assert_eq!(bodies.read(at).expect("read"), b.to_vec());
+        }
+        bodies.sync().expect("sync");
+        drop(bodies);
+        let bodies = Bodies::open_with(dir.path(), 32 * BLOCK).expect("reopen");
+        for (at, b) in places.iter().zip(&items) {
+            assert_eq!(bodies.read(at).expect("read"), b.to_vec());
+        }
+        // The next body goes after the last one, never over it.
+        let next = bodies.place(&body(99, 10)).expect("place");
+        let last = places.last().expect("last");
+        assert!(
+            (next.segment, next.offset) >= (last.segment, last.end()),
+            "{next:?} {last:?}"
+        );
+    }
+
+    #[test]
+    fn a_reference_round_trips_and_a_body_stored_in_sled_is_not_one() {
+        let at = BodyRef {
+            segment: 7,
+            offset: 12 * BLOCK,
+            len: 2345,
+            crc: 0xdead_beef,
+        };
+        assert_eq!(BodyRef::decode(&at.encode()), Ok(Some(at)));
+        assert_eq!(BodyRef::decode(&[0x01, 1, 2, 3]), Ok(None));
+        assert_eq!(BodyRef::decode(&[0x00]), Ok(None));
+        let err = BodyRef::decode(&at.encode()[..20]).expect_err("short");
+        assert!(err.contains("21 bytes"), "{err}");
+    }
+
+    #[test]
+    fn damaged_bytes_are_refused_at_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bodies = Bodies::open(dir.path()).expect("open");
+        let at = store(&bodies, &[body(5, 3000)])[0];
+        let file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("00000001.body"))
+            .expect("open file");
+        file.write_all_at(&[6], at.offset + 100).expect("damage");
+        match bodies.read(&at) {
+            Err(ReadError::Mismatch(why)) => assert!(why.contains("checksum"), "{why}"),
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        let missing = BodyRef { segment: 9, ..at };
+        match bodies.read(&missing) {
+            Err(ReadError::Store(StoreError::Corrupt { reason, .. })) => {
+                assert!(reason.contains("does not exist"), "{reason}")
+            }
+            other => panic!("expected a missing file, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_erased_body_is_in_no_file_and_its_neighbours_stay() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bodies = Bodies::open(dir.path()).expect("open");
+        let items = [body(0xa1, 2100), body(0xb2, 5000), body(0xc3, 2100)];
+        let places = store(&bodies, &items);
+        bodies.erase(&places[1..2]).expect("erase");
+        bodies.sync().expect("sync");
+        let data = std::fs::read(dir.path().join("00000001.body")).expect("read file");
+        assert!(!data.windows(64).any(|w| w.iter().all(|&b| b == 0xb2)));
+        assert!(data.windows(64).any(|w| w.iter().all(|&b| b == 0xa1)));
+        assert_eq!(bodies.read(&places[0]).expect("first"), items[0].to_vec());
+        assert_eq!(bodies.read(&places[2]).expect("third"), items[2].to_vec());
+        assert!(matches!(
+            bodies.read(&places[1]),
+            Err(ReadError::Mismatch(_))
+        ));
+    }
+
+    #[test]
+    fn a_foreign_file_in_the_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("notes.txt"), b"x").expect("write");
+        match Bodies::open(dir.path()) {
+            Err(StoreError::Corrupt { what, reason, .. }) => {
+                assert_eq!(what, "body log directory");
+                assert!(reason.contains("<segment:08>.body"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+        std::fs::remove_file(dir.path().join("notes.txt")).expect("remove");
+        std::fs::write(dir.path().join("00000001.body"), b"NOTABODYFILE").expect("write");
+        match Bodies::open(dir.path()) {
+            Err(StoreError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("not a Pons body file"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {:?}", other.err()),
+        }
+    }
+}
