@@ -597,9 +597,17 @@ async fn a_record_erased_in_flight_is_not_marked_delivered_without_its_notice() 
 fn log_bytes(dir: &std::path::Path) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir.join("wal")).expect("log directory") {
-        out.extend(std::fs::read(entry.expect("entry").path()).expect("read segment"));
+        out.extend(read_unless_gone(&entry.expect("entry").path()));
     }
     out
+}
+
+/// A file's bytes; none if the checkpointer deleted it since the directory was listed.
+fn read_unless_gone(path: &std::path::Path) -> Vec<u8> {
+    match std::fs::read(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        read => read.expect("read file"),
+    }
 }
 
 /// Every file of the store, read whole.
@@ -612,7 +620,7 @@ fn store_bytes(dir: &std::path::Path) -> Vec<u8> {
             if path.is_dir() {
                 dirs.push(path);
             } else {
-                out.extend(std::fs::read(&path).expect("read file"));
+                out.extend(read_unless_gone(&path));
             }
         }
     }
