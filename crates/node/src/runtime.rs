@@ -785,18 +785,23 @@ impl Runtime {
     /// Each call counts as a delivery attempt (shown by `pons outbox show`).
     pub fn envelope(&self, id: Uuid) -> Option<Vec<u8>> {
         // State, restriction and erasure are read from the store on every send; only the
-        // body may come from memory.
-        match self.store.outbox_get(id) {
-            Ok(Some(r)) if r.state.is_open() => {}
-            _ => return None,
-        }
-        // A restricted record is not sent; lifting the restriction queues it again.
+        // body may come from memory. A restricted record is not sent (lifting the
+        // restriction queues it again), and its attempt is not counted.
         if let Err(rule) = self.check_usable(id) {
             tracing::info!(record = %id, %rule, "not sent");
             return None;
         }
-        if let Err(e) = self.store.record_attempt(id) {
-            tracing::warn!(record = %id, error = %e, "cannot count a delivery attempt");
+        // Counting the attempt reads the record's state: one no longer waiting (delivered,
+        // rejected) or gone is not sent.
+        match self.store.record_attempt(id) {
+            Ok(_) => {}
+            Err(StoreError::OutboxNotFound { .. } | StoreError::InvalidTransition { .. }) => {
+                return None
+            }
+            Err(e) => {
+                tracing::warn!(record = %id, error = %e, "cannot read the outbox");
+                return None;
+            }
         }
         if let Some(kept) = self.sent.get(id) {
             match self.store.outbox_has_body(id) {

@@ -26,6 +26,10 @@
 //! follow, each at a block boundary, as stored before (`cipher.rs`: format byte, nonce,
 //! AES-256-GCM). A [`BodyRef`] is `0x02 ‖ segment: u32 ‖ offset: u64 ‖ len: u32 ‖
 //! crc32: u32` (big-endian); the CRC is over the body's bytes and is checked at every read.
+//! An encrypted body's reference carries its wrapped data key after it, under tag `0x03`
+//! ([`Stored::Ref`]): one sled key per body instead of two (the `body_keys` tree is only
+//! read for bodies older stores wrote). The key stays apart from the ciphertext: in sled,
+//! not in the body log.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -42,8 +46,66 @@ use crate::StoreError;
 /// (`0x00` clear, `0x01` encrypted), which an older store keeps in sled itself.
 pub(crate) const REF_TAG: u8 = 0x02;
 
+/// The first byte of a [`BodyRef`] followed by the body's wrapped data key.
+const REF_KEYED_TAG: u8 = 0x03;
+
+/// The first byte of a body tree's value inside a transaction, before its commit gives the
+/// body a place: `0x04 ‖ wrapped key length: u8 ‖ wrapped key ‖ body` ([`pending`]).
+const PENDING_TAG: u8 = 0x04;
+
 /// The length of an encoded [`BodyRef`].
 const REF_LEN: usize = 21;
+
+/// What a body tree holds for one record.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stored<'a> {
+    /// The body itself, in sled (older stores: format bytes `0x00`, `0x01`); its wrapped
+    /// data key, if any, is in `body_keys`.
+    Inline,
+    /// A reference into the body log, with the body's wrapped data key (`0x03`) or without
+    /// (`0x02`: a body in clear, or a key in `body_keys`).
+    Ref(BodyRef, Option<&'a [u8]>),
+}
+
+impl Stored<'_> {
+    /// Parse a body tree's value (see [`Stored`]).
+    pub(crate) fn decode(value: &[u8]) -> Result<Stored<'_>, String> {
+        match value.first() {
+            Some(&REF_TAG) => Ok(Stored::Ref(BodyRef::parse(value)?, None)),
+            Some(&REF_KEYED_TAG) if value.len() > REF_LEN => Ok(Stored::Ref(
+                BodyRef::parse(&value[..REF_LEN])?,
+                Some(&value[REF_LEN..]),
+            )),
+            Some(&REF_KEYED_TAG) => Err("a body reference without its data key".into()),
+            Some(&PENDING_TAG) => Err("a body that was never given its place".into()),
+            _ => Ok(Stored::Inline),
+        }
+    }
+}
+
+/// The value a transaction puts in a body tree for `body`, with its wrapped data key: its
+/// commit gives the body a place in the log and stores [`BodyRef::stored`] instead.
+pub(crate) fn pending(wrapped: Option<&[u8]>, body: &[u8]) -> Result<Vec<u8>, String> {
+    let wrapped = wrapped.unwrap_or_default();
+    let len = u8::try_from(wrapped.len())
+        .map_err(|_| format!("a wrapped data key of {} bytes", wrapped.len()))?;
+    let mut value = Vec::with_capacity(2 + wrapped.len() + body.len());
+    value.extend_from_slice(&[PENDING_TAG, len]);
+    value.extend_from_slice(wrapped);
+    value.extend_from_slice(body);
+    Ok(value)
+}
+
+/// A [`pending`] value's wrapped key (empty: none) and the offset of its body; `None` if
+/// `value` is not one.
+pub(crate) fn split_pending(value: &[u8]) -> Option<(&[u8], usize)> {
+    match value {
+        [PENDING_TAG, len, rest @ ..] if rest.len() >= usize::from(*len) => {
+            Some((&rest[..usize::from(*len)], 2 + usize::from(*len)))
+        }
+        _ => None,
+    }
+}
 
 /// First bytes of every body file.
 const MAGIC: &[u8; 8] = b"PONSBOD1";
@@ -76,12 +138,28 @@ impl BodyRef {
         out
     }
 
-    /// A body tree's value as a reference: `None` if it is a body stored in sled itself (an
-    /// older store), an error if it claims to be a reference and is not one.
-    pub(crate) fn decode(value: &[u8]) -> Result<Option<BodyRef>, String> {
-        if value.first() != Some(&REF_TAG) {
-            return Ok(None);
+    /// The value a body tree holds for this body: the reference, then the body's wrapped
+    /// data key if it has one.
+    pub(crate) fn stored(&self, wrapped: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(REF_LEN + wrapped.len());
+        out.extend_from_slice(&self.encode());
+        if !wrapped.is_empty() {
+            out[0] = REF_KEYED_TAG;
+            out.extend_from_slice(wrapped);
         }
+        out
+    }
+
+    /// A reference as [`BodyRef::encode`] wrote it (the log record's form).
+    pub(crate) fn decode(value: &[u8]) -> Result<BodyRef, String> {
+        if value.first() != Some(&REF_TAG) {
+            return Err("not a body reference".into());
+        }
+        BodyRef::parse(value)
+    }
+
+    /// The 21 bytes of a reference, whatever its tag.
+    fn parse(value: &[u8]) -> Result<BodyRef, String> {
         if value.len() != REF_LEN {
             return Err(format!(
                 "a body reference has {REF_LEN} bytes, this one {}",
@@ -92,12 +170,12 @@ impl BodyRef {
             |i: usize| u32::from_be_bytes([value[i], value[i + 1], value[i + 2], value[i + 3]]);
         let mut offset = [0; 8];
         offset.copy_from_slice(&value[5..13]);
-        Ok(Some(BodyRef {
+        Ok(BodyRef {
             segment: u32_at(1),
             offset: u64::from_be_bytes(offset),
             len: u32_at(13),
             crc: u32_at(17),
-        }))
+        })
     }
 
     /// The bytes the body owns in its file: its length rounded up to whole blocks.
@@ -467,11 +545,30 @@ mod tests {
             len: 2345,
             crc: 0xdead_beef,
         };
-        assert_eq!(BodyRef::decode(&at.encode()), Ok(Some(at)));
-        assert_eq!(BodyRef::decode(&[0x01, 1, 2, 3]), Ok(None));
-        assert_eq!(BodyRef::decode(&[0x00]), Ok(None));
-        let err = BodyRef::decode(&at.encode()[..20]).expect_err("short");
+        assert_eq!(BodyRef::decode(&at.encode()), Ok(at));
+        assert_eq!(Stored::decode(&at.encode()), Ok(Stored::Ref(at, None)));
+        assert_eq!(Stored::decode(&at.stored(&[])), Ok(Stored::Ref(at, None)));
+        let keyed = at.stored(&[9; 60]);
+        assert_eq!(keyed.len(), 81);
+        assert_eq!(
+            Stored::decode(&keyed),
+            Ok(Stored::Ref(at, Some(&[9; 60][..])))
+        );
+        assert_eq!(Stored::decode(&[0x01, 1, 2, 3]), Ok(Stored::Inline));
+        assert_eq!(Stored::decode(&[0x00]), Ok(Stored::Inline));
+        let err = Stored::decode(&at.encode()[..20]).expect_err("short");
         assert!(err.contains("21 bytes"), "{err}");
+        let mut bare = at.encode();
+        bare[0] = REF_KEYED_TAG;
+        let err = Stored::decode(&bare).expect_err("no key");
+        assert!(err.contains("without its data key"), "{err}");
+        let body = [0x01, 5, 6, 7];
+        let value = pending(Some(&[8; 60]), &body).expect("pending");
+        assert_eq!(split_pending(&value), Some((&[8; 60][..], 62)));
+        assert_eq!(&value[62..], &body);
+        let err = Stored::decode(&value).expect_err("pending");
+        assert!(err.contains("never given its place"), "{err}");
+        assert_eq!(split_pending(&body), None);
     }
 
     #[test]

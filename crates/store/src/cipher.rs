@@ -1,8 +1,9 @@
 //! Encryption of record bodies at rest.
 //!
 //! Every stored envelope is encrypted (AES-256-GCM) with its own random data key; the data
-//! key is wrapped (AES-256-GCM) by the node's master key and kept in the `body_keys` tree,
-//! next to but apart from the ciphertext. Erasing a record deletes both in one transaction,
+//! key is wrapped (AES-256-GCM) by the node's master key and kept in sled with the body's
+//! reference (`bodies.rs`; in the `body_keys` tree for bodies older stores wrote), apart
+//! from the ciphertext, which is in the body log. Erasing a record deletes both in one transaction,
 //! so a copy of the ciphertext left in a backup cannot be read without a key that no longer
 //! exists (crypto-shredding; LED 2016/680 art. 16(2), GDPR art. 17).
 //!
@@ -158,8 +159,8 @@ fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     Some(plain.to_vec())
 }
 
-/// A body ready to store: the value for the body tree and, when encrypted, the wrapped data
-/// key for the `body_keys` tree.
+/// A body ready to store: the body for the body log and, when encrypted, the wrapped data
+/// key for its reference (`Tx::put_body`).
 pub(crate) struct SealedBody {
     pub(crate) body: Vec<u8>,
     pub(crate) wrapped_key: Option<Vec<u8>>,

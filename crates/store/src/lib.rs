@@ -284,22 +284,27 @@ impl Trees {
                 if old.is_some() && old == *value {
                     continue;
                 }
+                let corrupt = |reason| StoreError::Corrupt {
+                    what: "body reference",
+                    key: codec::hex(key),
+                    reason,
+                };
                 if let Some(old) = old {
-                    let at =
-                        bodies::BodyRef::decode(&old).map_err(|reason| StoreError::Corrupt {
-                            what: "body reference",
-                            key: codec::hex(key),
-                            reason,
-                        })?;
-                    if let Some(at) = at {
+                    if let bodies::Stored::Ref(at, _) =
+                        bodies::Stored::decode(&old).map_err(corrupt)?
+                    {
                         erased.push(at);
                         *erases = true;
                     }
                 }
-                if let Some(body) = value {
-                    let at = self.bodies.place(body)?;
-                    let reference = IVec::from(&at.encode()[..]);
-                    bodies.push((at, std::mem::replace(body, reference)));
+                if let Some(value) = value {
+                    // A pending value (see `Tx::put_body`); anything else is a body as is.
+                    let (wrapped, from) = bodies::split_pending(value).unwrap_or((&[], 0));
+                    let body = value.subslice(from, value.len() - from);
+                    let at = self.bodies.place(&body)?;
+                    let stored = IVec::from(at.stored(wrapped));
+                    bodies.push((at, body));
+                    *value = stored;
                 }
             }
         }
@@ -1091,14 +1096,14 @@ impl Store {
     }
 
     /// Read and decrypt the body of record `id` in `tree`; `None` if there is none (never
-    /// stored, or erased). The data key is read first: erasure removes both in one
-    /// transaction, so a body without its key is corruption, not a race.
+    /// stored, or erased). The body tree's value holds the body's place in the body log
+    /// and its wrapped data key; erasure removes it in one transaction, and a body punched
+    /// out after its reference was read reads as none.
     pub(crate) fn read_body(
         &self,
         tree: cipher::BodyTree,
         id: Uuid,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        let wrapped = self.trees.body_keys.get(tree.key_of(id))?;
         let bodies = match tree {
             cipher::BodyTree::Outbox => &self.trees.outbox_body,
             cipher::BodyTree::Inbox => &self.trees.inbox_body,
@@ -1106,11 +1111,17 @@ impl Store {
         let Some(stored) = bodies.get(id.as_bytes())? else {
             return Ok(None);
         };
-        let reference = bodies::BodyRef::decode(&stored).map_err(|reason| StoreError::Corrupt {
+        let decoded = bodies::Stored::decode(&stored).map_err(|reason| StoreError::Corrupt {
             what: "body reference",
             key: codec::hex(id.as_bytes()),
             reason,
         })?;
+        let (reference, wrapped) = match decoded {
+            bodies::Stored::Ref(at, Some(wrapped)) => (Some(at), Some(IVec::from(wrapped))),
+            // A body in clear, or one an older store wrote: its key (if any) in `body_keys`.
+            bodies::Stored::Ref(at, None) => (Some(at), self.trees.body_keys.get(tree.key_of(id))?),
+            bodies::Stored::Inline => (None, self.trees.body_keys.get(tree.key_of(id))?),
+        };
         let body = match reference {
             // A body stored in sled itself, by an older store.
             None => stored.to_vec(),
@@ -1142,7 +1153,9 @@ impl Store {
 }
 
 impl Tx<'_> {
-    /// Store a sealed body of record `id` in `tree`; part of the transaction.
+    /// Store a sealed body of record `id` in `tree`; part of the transaction. The commit
+    /// puts the body in the body log and its place, with the wrapped data key, in `tree`
+    /// (`Trees::place_bodies`).
     pub(crate) fn put_body(
         &self,
         tree: cipher::BodyTree,
@@ -1153,15 +1166,20 @@ impl Tx<'_> {
             cipher::BodyTree::Outbox => &self.outbox_body,
             cipher::BodyTree::Inbox => &self.inbox_body,
         };
-        bodies.insert(id.as_bytes(), sealed.body.as_slice())?;
-        if let Some(w) = &sealed.wrapped_key {
-            self.body_keys.insert(&tree.key_of(id)[..], w.as_slice())?;
-        }
-        Ok(())
+        let value =
+            bodies::pending(sealed.wrapped_key.as_deref(), &sealed.body).or_else(|reason| {
+                abort(StoreError::Corrupt {
+                    what: "wrapped data key",
+                    key: codec::hex(id.as_bytes()),
+                    reason,
+                })
+            })?;
+        bodies.insert(id.as_bytes(), value)
     }
 
-    /// Erase the body of record `id` in `tree`: its wrapped data key and its ciphertext, in
-    /// this transaction. Returns whether there was a body.
+    /// Erase the body of record `id` in `tree`: its wrapped data key (in its reference, or
+    /// in `body_keys` for a body an older store wrote) and its ciphertext, in this
+    /// transaction. Returns whether there was a body.
     ///
     /// Once the transaction commits, the store retires its log (see
     /// [`Shared::retire_for_erasure`]).
@@ -1365,6 +1383,93 @@ mod tests {
                 Some(body(n)),
                 "record {n}"
             );
+        }
+        store.verify_journal().unwrap();
+    }
+    /// New bodies keep their wrapped data key in their reference (one sled key per body);
+    /// a body an older store kept in sled, its key in `body_keys`, still reads and erases.
+    #[tokio::test]
+    async fn bodies_an_older_store_kept_in_sled_still_read_and_erase() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            durability: Durability::Flush,
+            master_key: Some(MasterKey::from_bytes(&[9; 32]).unwrap()),
+        };
+        let store = Store::open(dir.path(), options).unwrap();
+        let node = pons_core::NodeId::new("cuta").unwrap();
+        let deadlines = pons_core::retention::Deadlines {
+            review_by: time::macros::date!(2027 - 01 - 01),
+            erase_by: time::macros::date!(2031 - 01 - 01),
+        };
+        for n in [1u128, 2] {
+            let record = NewOutboxRecord {
+                id: Uuid::from_u128(n),
+                to: node.clone(),
+                class: "minor-risk-report".into(),
+                created: time::macros::datetime!(2026-11-30 10:00 UTC),
+                subject_ref: None,
+            };
+            let mut d = draft(1);
+            d.operation = Operation::Collect;
+            store
+                .submit_retained(record, deadlines, b"new body", d)
+                .await
+                .unwrap();
+        }
+        let tree = cipher::BodyTree::Outbox;
+        let (new, old) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert!(store
+            .trees
+            .body_keys
+            .get(tree.key_of(new))
+            .unwrap()
+            .is_none());
+        let stored = store
+            .trees
+            .outbox_body
+            .get(new.as_bytes())
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            bodies::Stored::decode(&stored),
+            Ok(bodies::Stored::Ref(_, Some(_)))
+        ));
+        assert_eq!(store.outbox_envelope(new).unwrap().unwrap(), b"new body");
+
+        // Record 2 as an older version stored it: the body in sled, its key apart.
+        let sealed = store.seal_body(tree, old, b"old body").unwrap();
+        let wrapped = sealed.wrapped_key.clone().unwrap();
+        store
+            .trees
+            .outbox_body
+            .inner
+            .insert(old.as_bytes(), sealed.body)
+            .unwrap();
+        store
+            .trees
+            .body_keys
+            .inner
+            .insert(tree.key_of(old), wrapped)
+            .unwrap();
+        assert_eq!(store.outbox_envelope(old).unwrap().unwrap(), b"old body");
+
+        for id in [new, old] {
+            let mut d = draft(1);
+            d.operation = Operation::Erase;
+            store.erase(id, d, |_| Ok(())).await.unwrap();
+            assert_eq!(store.outbox_envelope(id).unwrap(), None);
+            assert!(store
+                .trees
+                .body_keys
+                .get(tree.key_of(id))
+                .unwrap()
+                .is_none());
+            assert!(store
+                .trees
+                .outbox_body
+                .get(id.as_bytes())
+                .unwrap()
+                .is_none());
         }
         store.verify_journal().unwrap();
     }

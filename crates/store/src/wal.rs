@@ -151,8 +151,7 @@ impl Writes {
         while !r.0.is_empty() {
             let id = r.take(1)?[0];
             if id == BODY_WRITE || id == BODY_ERASE {
-                let at = BodyRef::decode(r.bytes()?)?
-                    .ok_or_else(|| "a body change without a body reference".to_string())?;
+                let at = BodyRef::decode(r.bytes()?)?;
                 match (id, r.take(1)?[0]) {
                     (BODY_WRITE, 1) => writes.bodies.push((at, IVec::from(r.bytes()?))),
                     (BODY_ERASE, 0) => writes.erased.push(at),
