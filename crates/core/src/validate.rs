@@ -763,9 +763,8 @@ impl Draft {
         let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
         // A key given twice would be read as its last value by serde_json, while a person
         // reading the file may see the first: refuse the ambiguity.
-        let checked = serde_json::from_slice::<NoDuplicateKeys>(bytes);
-        let value: Value = match checked.and_then(|_| serde_json::from_slice(bytes)) {
-            Ok(v) => v,
+        let value: Value = match serde_json::from_slice::<NoDuplicateKeys>(bytes) {
+            Ok(NoDuplicateKeys(v)) => v,
             Err(err) => {
                 e.push(
                     "report",
@@ -932,58 +931,70 @@ impl Draft {
     }
 }
 
-/// Deserialises any JSON, failing on an object with a repeated key.
-struct NoDuplicateKeys;
+/// Any JSON value, read in one pass, failing on an object with a repeated key.
+struct NoDuplicateKeys(Value);
 
 impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NoDuplicateKeys)
+        d.deserialize_any(NoDuplicateKeysVisitor)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+struct NoDuplicateKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeysVisitor {
     type Value = NoDuplicateKeys;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(self)
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys(Value::Bool(v)))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(self)
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys(Value::from(v)))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(self)
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys(Value::from(v)))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(self)
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // JSON has no NaN or infinity, so every number read is finite.
+        Ok(NoDuplicateKeys(
+            serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+        ))
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(self)
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys(Value::String(v.to_owned())))
     }
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(self)
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(NoDuplicateKeys(Value::Null))
     }
 
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
-        Ok(self)
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(NoDuplicateKeys(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(NoDuplicateKeys(Value::Array(items)))
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        let mut seen = std::collections::HashSet::new();
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
+            if object.contains_key(&key) {
                 return Err(serde::de::Error::custom(format!(
                     "duplicate key {:?}",
                     shorten(&key)
                 )));
             }
-            map.next_value::<NoDuplicateKeys>()?;
+            let NoDuplicateKeys(value) = map.next_value()?;
+            object.insert(key, value);
         }
-        Ok(self)
+        Ok(NoDuplicateKeys(Value::Object(object)))
     }
 }
 
@@ -1124,5 +1135,66 @@ impl Record {
                 format!("is {size} bytes of CBOR: the limit is {MAX_RECORD_BYTES}"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_pass(json: &str) -> Result<Value, String> {
+        serde_json::from_str::<NoDuplicateKeys>(json)
+            .map(|NoDuplicateKeys(v)| v)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_one_pass_reader_gives_serde_jsons_value() {
+        let json = r#"{"a": [1, -2, 3.5, 1e300, "x\u00e9", true, null, {}], "b": {"c": {"d": []}},
+            "n": 18446744073709551615, "s": "line\nbreak"}"#;
+        let expected: Value = serde_json::from_str(json).unwrap();
+        assert_eq!(one_pass(json).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_at_any_depth() {
+        for json in [
+            r#"{"a": 1, "a": 2}"#,
+            r#"{"body": {"statements": [{"kind": "fact", "kind": "assessment"}]}}"#,
+        ] {
+            let err = one_pass(json).unwrap_err();
+            assert!(err.contains("duplicate key"), "{json}: {err}");
+        }
+        assert!(one_pass(r#"[{"a": 1}, {"a": 2}]"#).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Any JSON without a repeated key reads as serde_json's own `Value` reads it (the
+        /// reader this one replaced; its floats are not always exact, and must agree).
+        #[test]
+        fn any_value_reads_as_serde_json_reads_it(v in json_value()) {
+            let text = serde_json::to_string(&v).unwrap();
+            let expected: Value = serde_json::from_str(&text).unwrap();
+            proptest::prop_assert_eq!(one_pass(&text).unwrap(), expected);
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e12f64..1e12).prop_map(Value::from),
+            ".{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(".{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 }
