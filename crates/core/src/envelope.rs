@@ -86,7 +86,7 @@ pub fn open_record(
         });
     }
     record
-        .validate(now, skew)
+        .validate_decoded(now, skew, opened.payload.len())
         .map_err(|errors| EnvelopeError::Invalid {
             id: record.id.to_string(),
             errors,

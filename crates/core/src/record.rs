@@ -89,13 +89,33 @@ pub enum DecodeError {
 impl Record {
     /// Encodes the record as CBOR, fields in declaration order.
     pub fn to_cbor(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1024);
+        // Reports are ~2 KiB: one allocation for most.
+        let mut out = Vec::with_capacity(4096);
         // Every field serialises infallibly (dates and timestamps are formatted by hand
         // below) and writing to a Vec cannot fail, so there is no error to return.
         if let Err(e) = ciborium::into_writer(self, &mut out) {
             unreachable!("serialising a record to memory failed: {e}");
         }
         out
+    }
+
+    /// The length of [`Record::to_cbor`], counted without keeping the bytes.
+    pub fn cbor_len(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        if let Err(e) = ciborium::into_writer(self, &mut count) {
+            unreachable!("serialising a record to a counter failed: {e}");
+        }
+        count.0
     }
 
     /// Decodes a record from CBOR, refusing oversized input, deep nesting and trailing

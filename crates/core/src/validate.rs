@@ -918,7 +918,7 @@ impl Draft {
                     erase_by,
                     body: self.body,
                 };
-                record.check(ctx.now, ctx.clock_skew, &mut e);
+                record.check(ctx.now, ctx.clock_skew, None, &mut e);
                 e.into_result().map(|()| record)
             }
             _ => {
@@ -1012,7 +1012,20 @@ impl Record {
     /// clock and `skew` the allowance for clocks that differ.
     pub fn validate(&self, now: OffsetDateTime, skew: Duration) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
-        self.check(now, skew, &mut e);
+        self.check(now, skew, None, &mut e);
+        e.into_result()
+    }
+
+    /// [`Record::validate`] for a record decoded from `cbor_len` bytes: the size rule is
+    /// checked on those bytes instead of on the record encoded again.
+    pub fn validate_decoded(
+        &self,
+        now: OffsetDateTime,
+        skew: Duration,
+        cbor_len: usize,
+    ) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        self.check(now, skew, Some(cbor_len), &mut e);
         e.into_result()
     }
 
@@ -1033,7 +1046,14 @@ impl Record {
         e.into_result()
     }
 
-    fn check(&self, now: OffsetDateTime, skew: Duration, e: &mut ValidationErrors) {
+    /// Every rule; `cbor_len`: the size of the CBOR the record was decoded from, if it was.
+    fn check(
+        &self,
+        now: OffsetDateTime,
+        skew: Duration,
+        cbor_len: Option<usize>,
+        e: &mut ValidationErrors,
+    ) {
         let ctx = CheckContext::new(self.created, now, skew);
         if self.v != RECORD_VERSION {
             e.push(
@@ -1127,7 +1147,7 @@ impl Record {
             );
         }
         self.body.validate(&ctx, "body", e);
-        let size = self.to_cbor().len();
+        let size = cbor_len.unwrap_or_else(|| self.cbor_len());
         if size > MAX_RECORD_BYTES {
             e.push(
                 "record",
