@@ -18,9 +18,10 @@
 //!
 //! Erasure punches the body's blocks out of its file (`fallocate(PUNCH_HOLE)`, zeros where a
 //! file system cannot): every body starts on a [`BLOCK`] boundary and owns its blocks, so
-//! the punched blocks are freed and no file keeps the ciphertext (its data key, in
-//! `body_keys`, is destroyed in the same commit). The file is fdatasync'ed before the
-//! checkpointer deletes the log segments that held the body.
+//! the punched blocks are freed and no file keeps the ciphertext (its data key, in its
+//! reference, is destroyed by the erasing commit itself). The checkpointer punches, which
+//! the erasure asks for at once, then fdatasyncs the file, then deletes the log segments
+//! that held the body; punching in the commit halved the sweep's erasures per second.
 //!
 //! Format: a file `{segment:08}.body` starts with [`MAGIC`] in a block of its own; bodies
 //! follow, each at a block boundary, as stored before (`cipher.rs`: format byte, nonce,
@@ -229,6 +230,9 @@ struct State {
     unsynced: BTreeSet<u32>,
     /// Whether a file was created since then (the directory must be synced too).
     created: bool,
+    /// Places erased by commits, to be punched out before the next sync
+    /// ([`Bodies::erase_later`]).
+    to_erase: Vec<BodyRef>,
 }
 
 impl Bodies {
@@ -291,6 +295,7 @@ impl Bodies {
                 tail,
                 unsynced: BTreeSet::new(),
                 created: false,
+                to_erase: Vec::new(),
             }),
         })
     }
@@ -405,9 +410,27 @@ impl Bodies {
         Ok(())
     }
 
-    /// fdatasync every file written since the last sync (and the directory, if a file was
-    /// created): before the log segments holding the same bodies are retired.
+    /// Erase the bodies at `places` at the next [`Bodies::sync`], on the checkpointer's
+    /// thread rather than in the commit that erased them: nothing refers to them any more
+    /// (their references and data keys are gone with that commit), and the log segments
+    /// that hold the commit are retired only after that sync (an erasure asks for it at
+    /// once), so the places are punched out before anything could forget them.
+    pub(crate) fn erase_later(&self, places: &[BodyRef]) {
+        if !places.is_empty() {
+            self.lock().to_erase.extend_from_slice(places);
+        }
+    }
+
+    /// Punch out the places erased since the last sync ([`Bodies::erase_later`]), then
+    /// fdatasync every file written since (and the directory, if a file was created):
+    /// before the log segments holding the same bodies or erasures are retired.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        let to_erase = std::mem::take(&mut self.lock().to_erase);
+        if let Err(e) = self.erase(&to_erase) {
+            // Punched next time, then (punching twice is harmless).
+            self.lock().to_erase.extend(to_erase);
+            return Err(e);
+        }
         let (unsynced, created) = {
             let mut state = self.lock();
             (
@@ -611,6 +634,16 @@ mod tests {
             bodies.read(&places[1]),
             Err(ReadError::Mismatch(_))
         ));
+
+        // As a commit erases: punched out at the next sync.
+        bodies.erase_later(&places[2..]);
+        assert_eq!(
+            bodies.read(&places[2]).expect("until the sync"),
+            items[2].to_vec()
+        );
+        bodies.sync().expect("sync");
+        let data = std::fs::read(dir.path().join("00000001.body")).expect("read file");
+        assert!(!data.windows(64).any(|w| w.iter().all(|&b| b == 0xc3)));
     }
 
     #[test]

@@ -313,8 +313,9 @@ impl Trees {
 
     /// Apply commit `seq`'s changes to sled, recording `seq` as applied with them, under
     /// the write half of `visible`: a read sees all of them or none. Its bodies are written
-    /// to the body log first (nothing refers to their places yet), the places it erases
-    /// are punched out once no reference to them is left.
+    /// to the body log first (nothing refers to their places yet); the places it erases
+    /// are punched out by the checkpointer, before it retires the log (see
+    /// `Bodies::erase_later`).
     fn apply(&self, seq: u64, writes: &wal::Writes) -> sled::Result<()> {
         self.bodies.write(&writes.bodies).map_err(to_sled)?;
         let _visible = self.visible.write().unwrap_or_else(PoisonError::into_inner);
@@ -329,7 +330,7 @@ impl Trees {
         self.meta
             .inner
             .insert(wal::APPLIED_KEY, &seq.to_be_bytes())?;
-        self.bodies.erase(&writes.erased).map_err(to_sled)?;
+        self.bodies.erase_later(&writes.erased);
         Ok(())
     }
 }
