@@ -1213,6 +1213,28 @@ mod tests {
         )
     }
 
+    /// Options with a master key, as a node opens its store.
+    fn keyed(durability: Durability) -> Options {
+        Options {
+            durability,
+            master_key: Some(MasterKey::from_bytes(&[7; 32]).unwrap()),
+        }
+    }
+
+    /// An outbox record `id` to cuta, with its `collect` draft.
+    fn outgoing(id: Uuid) -> (NewOutboxRecord, JournalDraft) {
+        let record = NewOutboxRecord {
+            id,
+            to: pons_core::NodeId::new("cuta").unwrap(),
+            class: "minor-risk-report".into(),
+            created: time::macros::datetime!(2026-11-30 10:00 UTC),
+            subject_ref: None,
+        };
+        let mut d = draft(1);
+        d.operation = Operation::Collect;
+        (record, d)
+    }
+
     const CRASH_CHILD_ENV: &str = "PONS_STORE_WAL_CRASH_CHILD_DIR";
 
     /// Entry point of the child process of the test below; does nothing unless
@@ -1342,26 +1364,14 @@ mod tests {
     #[tokio::test]
     async fn bodies_lost_from_the_body_log_are_written_again_from_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            durability: Durability::FlushAndSync,
-            master_key: Some(MasterKey::from_bytes(&[7; 32]).unwrap()),
-        };
-        let node = pons_core::NodeId::new("cuta").unwrap();
+        let options = keyed(Durability::FlushAndSync);
         let id =
             |n: u64| Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0000 + u128::from(n));
         let body = |n: u64| format!("envelope {n} ").repeat(200).into_bytes();
         {
             let store = Store::open(dir.path(), options.clone()).unwrap();
             for n in 1..=20 {
-                let record = NewOutboxRecord {
-                    id: id(n),
-                    to: node.clone(),
-                    class: "minor-risk-report".into(),
-                    created: time::macros::datetime!(2026-11-30 10:00 UTC),
-                    subject_ref: None,
-                };
-                let mut d = draft(n);
-                d.operation = Operation::Collect;
+                let (record, d) = outgoing(id(n));
                 store.submit(record, &body(n), d).await.unwrap();
             }
             // sled holds every commit, the log still holds them all (no checkpoint yet).
@@ -1387,31 +1397,19 @@ mod tests {
         }
         store.verify_journal().unwrap();
     }
+
     /// New bodies keep their wrapped data key in their reference (one sled key per body);
     /// a body an older store kept in sled, its key in `body_keys`, still reads and erases.
     #[tokio::test]
     async fn bodies_an_older_store_kept_in_sled_still_read_and_erase() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            durability: Durability::Flush,
-            master_key: Some(MasterKey::from_bytes(&[9; 32]).unwrap()),
-        };
-        let store = Store::open(dir.path(), options).unwrap();
-        let node = pons_core::NodeId::new("cuta").unwrap();
+        let store = Store::open(dir.path(), keyed(Durability::Flush)).unwrap();
         let deadlines = pons_core::retention::Deadlines {
             review_by: time::macros::date!(2027 - 01 - 01),
             erase_by: time::macros::date!(2031 - 01 - 01),
         };
         for n in [1u128, 2] {
-            let record = NewOutboxRecord {
-                id: Uuid::from_u128(n),
-                to: node.clone(),
-                class: "minor-risk-report".into(),
-                created: time::macros::datetime!(2026-11-30 10:00 UTC),
-                subject_ref: None,
-            };
-            let mut d = draft(1);
-            d.operation = Operation::Collect;
+            let (record, d) = outgoing(Uuid::from_u128(n));
             store
                 .submit_retained(record, deadlines, b"new body", d)
                 .await

@@ -4,30 +4,12 @@
 use pons_core::journal::Operation;
 use pons_store::{MasterKey, Options, Store, StoreError};
 
-use super::util::{draft, id, incoming, master_key, open, outgoing, receipt_for};
+use super::util::{draft, files, id, incoming, master_key, open, outgoing, receipt_for};
 
 const SECRET: &str = "Janssens-85.07.30-033.61";
 
 fn envelope(n: u64) -> Vec<u8> {
     format!("envelope {n} subject {SECRET} body").into_bytes()
-}
-
-/// Every file under `dir`, recursively, with its bytes.
-fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).expect("read dir") {
-            let p = e.expect("entry").path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                let bytes = std::fs::read(&p).expect("read file");
-                out.push((p, bytes));
-            }
-        }
-    }
-    out
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

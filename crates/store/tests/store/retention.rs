@@ -7,7 +7,7 @@ use pons_store::{Due, Hold, Place, StoreError};
 use time::macros::date;
 use time::Date;
 
-use super::util::{draft, id, incoming, journal, now, open, outgoing, receipt_for};
+use super::util::{draft, files, id, incoming, journal, now, open, outgoing, receipt_for};
 
 fn dl(review_by: Date, erase_by: Date) -> Deadlines {
     Deadlines {
@@ -593,38 +593,12 @@ async fn a_record_erased_in_flight_is_not_marked_delivered_without_its_notice() 
     assert!(rec.state.is_open(), "{:?}", rec.state);
 }
 
-/// Every file of the store's write-ahead log, concatenated.
-fn log_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir.join("wal")).expect("log directory") {
-        out.extend(read_unless_gone(&entry.expect("entry").path()));
-    }
-    out
-}
-
-/// A file's bytes; none if the checkpointer deleted it since the directory was listed.
-fn read_unless_gone(path: &std::path::Path) -> Vec<u8> {
-    match std::fs::read(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        read => read.expect("read file"),
-    }
-}
-
-/// Every file of the store, read whole.
+/// Every file under `dir` (the store, or its write-ahead log), concatenated.
 fn store_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d).expect("directory") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                out.extend(read_unless_gone(&path));
-            }
-        }
-    }
-    out
+    files(dir)
+        .into_iter()
+        .flat_map(|(_, bytes)| bytes)
+        .collect()
 }
 
 /// An erasure has the checkpointer punch the body out of the body log and retire the
@@ -652,7 +626,7 @@ async fn an_erased_body_leaves_the_write_ahead_log() {
     }
     let holds = |bytes: &[u8]| bytes.windows(secret.len()).any(|w| w == secret.as_slice());
     assert!(
-        holds(&log_bytes(dir.path())),
+        holds(&store_bytes(&dir.path().join("wal"))),
         "the log holds the body before"
     );
     assert!(

@@ -96,3 +96,25 @@ pub fn journal(store: &Store) -> Vec<pons_core::journal::JournalEntry> {
         .collect::<Result<Vec<_>, _>>()
         .expect("journal reads")
 }
+
+/// Every file under `dir`, recursively, with its bytes; a file deleted while the directory
+/// is read (a log segment the checkpointer retired) is left out.
+pub fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                match std::fs::read(&p) {
+                    Ok(bytes) => out.push((p, bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => panic!("read {}: {e}", p.display()),
+                }
+            }
+        }
+    }
+    out
+}
