@@ -265,9 +265,12 @@ impl Bodies {
                 .open(&path)
                 .map_err(io(&path))?;
             let mut magic = [0; MAGIC.len()];
-            // A file cut short before its header was synced can only be the newest, empty.
             let len = file.metadata().map_err(io(&path))?.len();
-            if len > 0 {
+            if len == 0 {
+                // Created, then a crash before its header was written: no body is in it
+                // yet (they are written after the header), and it gets its header now.
+                file.write_all_at(MAGIC, 0).map_err(io(&path))?;
+            } else {
                 file.read_exact_at(&mut magic, 0).map_err(io(&path))?;
                 if &magic != MAGIC {
                     return Err(StoreError::Corrupt {
@@ -644,6 +647,17 @@ mod tests {
         bodies.sync().expect("sync");
         let data = std::fs::read(dir.path().join("00000001.body")).expect("read file");
         assert!(!data.windows(64).any(|w| w.iter().all(|&b| b == 0xc3)));
+    }
+
+    #[test]
+    fn a_file_created_without_its_header_gets_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("00000001.body"), b"").expect("empty file");
+        let bodies = Bodies::open(dir.path()).expect("open");
+        let at = store(&bodies, &[body(4, 100)])[0];
+        drop(bodies);
+        let bodies = Bodies::open(dir.path()).expect("reopen");
+        assert_eq!(bodies.read(&at).expect("read"), vec![4; 100]);
     }
 
     #[test]
