@@ -767,6 +767,36 @@ mod tests {
     }
 
     #[test]
+    fn body_log_changes_read_back_with_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::start(dir.path(), 1, false, Arc::default()).unwrap();
+        let at = |segment, offset| BodyRef {
+            segment,
+            offset,
+            len: 5,
+            crc: 0x0102_0304,
+        };
+        let mut w = writes(1);
+        w.bodies.push((at(1, 4096), IVec::from(&b"body1"[..])));
+        w.bodies.push((at(2, 8192), IVec::from(&b"body2"[..])));
+        w.erased.push(at(1, 12288));
+        wal.append(1, &w).unwrap();
+        let read = read_all(dir.path()).unwrap();
+        let (_, back) = &read[0];
+        assert_eq!(back.bodies, w.bodies);
+        assert_eq!(back.erased, w.erased);
+        assert_eq!(back.trees[0], w.trees[0]);
+
+        // A body change whose kind does not match is refused, naming it.
+        let mut payload = 7u64.to_be_bytes().to_vec();
+        payload.push(BODY_WRITE);
+        put_bytes(&mut payload, &at(1, 4096).encode());
+        payload.push(0);
+        let err = Writes::decode(&payload).err().expect("refused");
+        assert!(err.contains("body change 128 has kind 0"), "{err}");
+    }
+
+    #[test]
     fn a_commit_too_large_is_refused_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::start(dir.path(), 1, false, Arc::default()).unwrap();
