@@ -303,7 +303,7 @@ impl JournalEntry {
     /// | 16 | outcome (kebab-case) | text |
     /// | 17 | prev_hash | bytes (32) |
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(512);
         cbor_head(&mut out, MAJOR_ARRAY, 18);
         cbor_uint(&mut out, CANONICAL_VERSION);
         cbor_uint(&mut out, self.seq);
