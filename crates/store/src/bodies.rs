@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use sled::IVec;
 
+use crate::wal::io;
 use crate::StoreError;
 
 /// The first byte of a [`BodyRef`] as stored in a body tree: unlike a body's own format bytes
@@ -245,6 +246,8 @@ impl Bodies {
     pub(crate) fn open_with(dir: &Path, segment_bytes: u64) -> Result<Bodies, StoreError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut files = BTreeMap::new();
+        // The length of the newest file so far: where its next body goes.
+        let mut last_len = 0;
         for entry in std::fs::read_dir(dir).map_err(io(dir))? {
             let path = entry.map_err(io(dir))?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -280,14 +283,17 @@ impl Bodies {
                     });
                 }
             }
+            if files
+                .last_key_value()
+                .is_none_or(|(&last, _)| segment > last)
+            {
+                last_len = len;
+            }
             files.insert(segment, Arc::new(file));
         }
         let (segment, tail) = match files.last_key_value() {
             None => (1, BLOCK),
-            Some((&segment, file)) => {
-                let len = file.metadata().map_err(io(dir))?.len();
-                (segment, len.div_ceil(BLOCK).max(1) * BLOCK)
-            }
+            Some((&segment, _)) => (segment, last_len.div_ceil(BLOCK).max(1) * BLOCK),
         };
         Ok(Bodies {
             dir: dir.to_path_buf(),
@@ -512,11 +518,6 @@ impl Bodies {
 
 fn file_name(segment: u32) -> String {
     format!("{segment:08}.body")
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
-    let path = path.display().to_string();
-    move |source| StoreError::Io { path, source }
 }
 
 #[cfg(test)]

@@ -804,10 +804,11 @@ fn recover(
         if seq <= applied {
             // sled holds this commit, but the body log may not: it is synced only before
             // the log segments are retired, and sled writes itself out on its own. Writing
-            // the bodies at their places again (and erasing again what the commit erased)
-            // is harmless.
+            // the bodies at their places again (and erasing again, at the checkpoint
+            // below, what the commit erased) is harmless.
             trees.bodies.write(&writes.bodies)?;
-            return trees.bodies.erase(&writes.erased);
+            trees.bodies.erase_later(&writes.erased);
+            return Ok(());
         }
         if seq != last + 1 {
             return Err(StoreError::Corrupt {
@@ -916,8 +917,8 @@ impl Shared {
                 .restart(next)?;
             next
         };
-        // The erased body's blocks were punched out at commit; synced before the log
-        // segments that still hold it are deleted.
+        // Punches the erased bodies' blocks out and syncs the body log before the log
+        // segments that still hold them are deleted.
         self.trees.bodies.sync()?;
         flush_db(db, self.db_file.as_deref())?;
         wal::retire_before(wal_dir, keep_from, false, &self.room)?;
@@ -1417,12 +1418,15 @@ mod tests {
         }
         let tree = cipher::BodyTree::Outbox;
         let (new, old) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        assert!(store
-            .trees
-            .body_keys
-            .get(tree.key_of(new))
-            .unwrap()
-            .is_none());
+        let no_key = |id: Uuid| {
+            store
+                .trees
+                .body_keys
+                .get(tree.key_of(id))
+                .unwrap()
+                .is_none()
+        };
+        assert!(no_key(new));
         let stored = store
             .trees
             .outbox_body
@@ -1457,12 +1461,7 @@ mod tests {
             d.operation = Operation::Erase;
             store.erase(id, d, |_| Ok(())).await.unwrap();
             assert_eq!(store.outbox_envelope(id).unwrap(), None);
-            assert!(store
-                .trees
-                .body_keys
-                .get(tree.key_of(id))
-                .unwrap()
-                .is_none());
+            assert!(no_key(id));
             assert!(store
                 .trees
                 .outbox_body

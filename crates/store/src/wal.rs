@@ -717,7 +717,7 @@ fn read_record(data: &[u8]) -> Result<(u64, Writes, usize), String> {
     Ok((seq, writes, 8 + len as usize))
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.display().to_string();
     move |source| StoreError::Io { path, source }
 }
