@@ -109,6 +109,10 @@ pub struct Store {
     /// Fills new log segments with zeros ahead of the writes (sync on); dropped last, as the
     /// committer may wait for it.
     _filler: Option<Filler>,
+    /// Delivery attempts started since this store was opened, of outbox records still
+    /// waiting: counted here, not written per attempt, and folded into the record when it
+    /// is delivered or rejected (see `Store::record_attempt`).
+    attempts: outbox::Attempts,
 }
 
 /// The handles of one store that transactions and flushes need, shared by [`Store`] and its
@@ -164,17 +168,6 @@ impl Tree {
     pub(crate) fn last(&self) -> sled::Result<Option<(IVec, IVec)>> {
         let _visible = self.visible.read().unwrap_or_else(PoisonError::into_inner);
         self.inner.last()
-    }
-
-    /// sled's compare-and-swap, **outside the write-ahead log**: only for a change that may
-    /// be lost in a crash (`record_attempt`).
-    pub(crate) fn compare_and_swap<K: AsRef<[u8]>>(
-        &self,
-        key: K,
-        old: Option<IVec>,
-        new: Option<Vec<u8>>,
-    ) -> sled::Result<Result<(), sled::CompareAndSwapError>> {
-        self.inner.compare_and_swap(key, old, new)
     }
 
     pub(crate) fn iter(&self) -> sled::Iter {
@@ -551,6 +544,7 @@ impl Store {
             batcher,
             _checkpointer: checkpointer,
             _filler: filler,
+            attempts: outbox::Attempts::default(),
         };
         store.check_head()?;
         Ok(store)

@@ -6,7 +6,9 @@
 //! (`record_attempt`) changes no personal data and discloses nothing provable, so it is not
 //! journaled.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pons_core::journal::{JournalDraft, Operation};
 use pons_core::NodeId;
@@ -371,6 +373,7 @@ impl Store {
         // it is sent again and the recipient answers its stored receipt. A delivery with an
         // erasure notice is flushed before the notice is queued for sending.
         let unflushed = sent.is_some() && notice.is_none();
+        let attempts = self.attempts.peek(id);
         let write = move |tx: &Tx<'_>| {
             let key = id.as_bytes();
             let Some(v) = tx.outbox.get(key)? else {
@@ -400,6 +403,7 @@ impl Store {
                 return abort(StoreError::ErasedInFlight { id });
             }
             rec.state = state.clone();
+            rec.attempts = rec.attempts.saturating_add(attempts);
             if let Some((reference, receipt)) = &sent {
                 if tx.receipts.get(reference)?.is_none() {
                     tx.receipts
@@ -415,47 +419,37 @@ impl Store {
             }
             Ok(seq)
         };
-        if unflushed {
+        let seq = if unflushed {
             self.write_batched_unflushed(write).await
         } else {
             self.write_batched(write).await
-        }
+        }?;
+        self.attempts.forget(id);
+        Ok(seq)
     }
 
-    /// Count a delivery attempt and move the record to [`OutboxState::InFlight`]. Returns the
-    /// number of attempts. Not journaled and not flushed: an attempt lost in a crash is
-    /// harmless, the record stays open and is retried.
+    /// Count a delivery attempt of a record still waiting; the number of attempts so far
+    /// (those stored and those of this run). The record then shows as
+    /// [`OutboxState::InFlight`]. Not journaled and not written: the count is kept in memory
+    /// and stored with the record when it is delivered or rejected, so an attempt lost in a
+    /// crash is harmless (the record stays open and is retried), and an attempt costs a read,
+    /// not a write.
     pub fn record_attempt(&self, id: Uuid) -> Result<u32, StoreError> {
         let key = id.as_bytes();
-        // One key of one tree, written to sled outside the write-ahead log: a
-        // compare-and-swap, atomic against a commit being applied (which writes whole
-        // values); it is made durable only by a later checkpoint, and a crash before one
-        // loses nothing but the count (see above).
-        loop {
-            let Some(old) = self.trees.outbox.get(key)? else {
-                return Err(StoreError::OutboxNotFound { id });
-            };
-            let mut rec: OutboxRecord = codec::decode("outbox record", key, &old)?;
-            if !rec.state.is_open() {
-                return Err(StoreError::InvalidTransition {
-                    id,
-                    from: rec.state.kind(),
-                    to: StateKind::InFlight,
-                });
-            }
-            rec.state = OutboxState::InFlight;
-            rec.attempts = rec.attempts.saturating_add(1);
-            let value = codec::encode("outbox record", &rec)?;
-            if self
-                .trees
-                .outbox
-                .compare_and_swap(key, Some(old), Some(value))?
-                .is_ok()
-            {
-                return Ok(rec.attempts);
-            }
-            // Changed since read (delivered, rejected, erased): read it again.
+        let Some(v) = self.trees.outbox.get(key)? else {
+            self.attempts.forget(id);
+            return Err(StoreError::OutboxNotFound { id });
+        };
+        let rec: OutboxRecord = codec::decode("outbox record", key, &v)?;
+        if !rec.state.is_open() {
+            self.attempts.forget(id);
+            return Err(StoreError::InvalidTransition {
+                id,
+                from: rec.state.kind(),
+                to: StateKind::InFlight,
+            });
         }
+        Ok(rec.attempts.saturating_add(self.attempts.count(id)))
     }
 
     /// Every record not yet delivered or rejected, with its recipient, in id (creation) order:
@@ -483,12 +477,21 @@ impl Store {
         let key = id.as_bytes();
         match self.trees.outbox.get(key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(self.with_receipt(codec::decode(
-                "outbox record",
-                key,
-                &v,
-            )?)?)),
+            Some(v) => {
+                let rec = self.with_attempts(codec::decode("outbox record", key, &v)?);
+                Ok(Some(self.with_receipt(rec)?))
+            }
         }
+    }
+
+    /// `rec` with the attempts of this run counted (see [`Store::record_attempt`]).
+    fn with_attempts(&self, mut rec: OutboxRecord) -> OutboxRecord {
+        let more = self.attempts.peek(rec.id);
+        if more > 0 && rec.state.is_open() {
+            rec.attempts = rec.attempts.saturating_add(more);
+            rec.state = OutboxState::InFlight;
+        }
+        rec
     }
 
     /// `rec` with the receipt its stored state names (see [`Store::mark_delivered`]).
@@ -532,7 +535,7 @@ impl Store {
                 break;
             }
             let (k, v) = item?;
-            let rec: OutboxRecord = codec::decode("outbox record", &k, &v)?;
+            let rec = self.with_attempts(codec::decode("outbox record", &k, &v)?);
             if filter.matches(&rec) {
                 out.push(self.with_receipt(rec)?);
             }
@@ -556,4 +559,33 @@ fn sent_receipt_key(receipt: &[u8]) -> Vec<u8> {
 /// is a tagged COSE_Sign1: it starts with another byte).
 fn is_sent_receipt_key(receipt: &[u8]) -> bool {
     receipt.len() == SENT_RECEIPT.len() + 32 && receipt.starts_with(SENT_RECEIPT)
+}
+
+/// Delivery attempts started in this run, by outbox record id, of records still waiting
+/// (see [`Store::record_attempt`]); an entry goes when its record is delivered, rejected or
+/// erased.
+#[derive(Default)]
+pub(crate) struct Attempts(Mutex<HashMap<Uuid, u32>>);
+
+impl Attempts {
+    fn map(&self) -> MutexGuard<'_, HashMap<Uuid, u32>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Count one more attempt of `id`; the attempts of this run, this one included.
+    fn count(&self, id: Uuid) -> u32 {
+        let mut map = self.map();
+        let n = map.entry(id).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// The attempts of this run of `id`.
+    fn peek(&self, id: Uuid) -> u32 {
+        self.map().get(&id).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn forget(&self, id: Uuid) {
+        self.map().remove(&id);
+    }
 }

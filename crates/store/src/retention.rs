@@ -403,6 +403,7 @@ impl Store {
             let (effect, _) = tx.carry_out(order)?;
             Ok((seq, effect))
         })?;
+        self.attempts.forget(order.target);
         self.durable(ticket).await?;
         Ok(done)
     }
@@ -488,6 +489,7 @@ impl Store {
                 notice_seq,
             })
         })?;
+        self.attempts.forget(id);
         self.durable(ticket).await?;
         Ok(erased)
     }

@@ -390,3 +390,60 @@ async fn records_delivered_on_one_receipt_each_read_it_back() {
         [&receipt[..], &receipt[..], &b"another receipt"[..]]
     );
 }
+
+#[tokio::test]
+async fn attempts_are_counted_in_memory_and_stored_when_the_record_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        for n in 1..=3 {
+            store
+                .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
+                .await
+                .expect("submit");
+        }
+        for _ in 0..3 {
+            store.record_attempt(id(1)).expect("attempt 1");
+        }
+        store.record_attempt(id(2)).expect("attempt 2");
+        store.record_attempt(id(3)).expect("attempt 3");
+        // The filter sees the state the attempts give.
+        let in_flight = OutboxFilter {
+            state: Some(StateKind::InFlight),
+            ..OutboxFilter::default()
+        };
+        let listed: Vec<_> = store
+            .outbox_list(&in_flight)
+            .expect("list")
+            .iter()
+            .map(|r| (r.id, r.attempts))
+            .collect();
+        assert_eq!(listed, vec![(id(1), 3), (id(2), 1), (id(3), 1)]);
+
+        store
+            .mark_delivered(id(1), b"receipt-1", now(), draft(Operation::Disclose))
+            .await
+            .expect("delivered");
+        store
+            .mark_rejected(id(2), "policy", "no", now(), draft(Operation::Reject))
+            .await
+            .expect("rejected");
+        // Closed: no more attempts, and the count is the stored one.
+        assert!(store.record_attempt(id(1)).is_err());
+        let rec = store.outbox_get(id(1)).expect("get").expect("present");
+        assert_eq!((rec.state.kind(), rec.attempts), (StateKind::Delivered, 3));
+    }
+    // Reopened: the closed records kept their counts; the open one's attempts of the last
+    // run were never written (a crash loses them the same way), so it is pending again and
+    // counts from there.
+    let store = open(dir.path());
+    let state = |n| {
+        let rec = store.outbox_get(id(n)).expect("get").expect("present");
+        (rec.state.kind(), rec.attempts)
+    };
+    assert_eq!(state(1), (StateKind::Delivered, 3));
+    assert_eq!(state(2), (StateKind::Rejected, 1));
+    assert_eq!(state(3), (StateKind::Pending, 0));
+    assert_eq!(store.record_attempt(id(3)).expect("attempt 3"), 1);
+    assert_eq!(state(3), (StateKind::InFlight, 1));
+}
