@@ -25,11 +25,10 @@ use coset::{
     TaggedCborSerializable,
 };
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::identity::{IdentityError, NodeId, SpiffeId};
 use crate::key::{KeyError, SigningAlgorithm, SigningKey};
-use crate::trust::{CertUsage, Trust, TrustError};
+use crate::trust::{SignerKey, Trust, TrustError};
 
 /// Largest envelope accepted by [`open`] or produced by [`seal`], in bytes (1 MiB).
 pub const MAX_ENVELOPE_LEN: usize = 1 << 20;
@@ -360,32 +359,6 @@ fn x5chain(sign1: &CoseSign1) -> Result<Vec<Vec<u8>>, OpenError> {
     }
 }
 
-/// The signature algorithm and raw public key of a certificate's subjectPublicKeyInfo.
-fn leaf_key(leaf_der: &[u8]) -> Result<(Option<SigningAlgorithm>, Vec<u8>), OpenError> {
-    let (_, cert) =
-        X509Certificate::from_der(leaf_der).map_err(|e| OpenError::BadLeaf(e.to_string()))?;
-    let spki = cert.public_key();
-    let key = spki.subject_public_key.data.to_vec();
-    let alg_oid = spki.algorithm.algorithm.to_id_string();
-    let algorithm = match alg_oid.as_str() {
-        // id-Ed25519 (RFC 8410)
-        "1.3.101.112" => Some(SigningAlgorithm::Ed25519),
-        // id-ecPublicKey with namedCurve prime256v1 (RFC 5480)
-        "1.2.840.10045.2.1" => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
-            (curve.as_deref() == Some("1.2.840.10045.3.1.7"))
-                .then_some(SigningAlgorithm::EcdsaP256Sha256)
-        }
-        _ => None,
-    };
-    Ok((algorithm, key))
-}
-
 /// Opens an envelope: checks its structure, its signer's certificate chain against
 /// `trust` at `now` (document-signing usage), and its signature.
 ///
@@ -403,10 +376,13 @@ pub fn open(
     let parsed = parse(envelope, expected_content_type)?;
     let chain = x5chain(&parsed.sign1)?;
     let (leaf, intermediates) = chain.split_first().ok_or(OpenError::MissingX5chain)?;
-    let id = trust
-        .verify_chain(leaf, intermediates, now, CertUsage::DocumentSigning)
+    let (id, signer) = trust
+        .verify_signer(leaf, intermediates, now)
         .map_err(OpenError::Untrusted)?;
-    let (key_alg, public_key) = leaf_key(leaf)?;
+    let SignerKey {
+        algorithm: key_alg,
+        key: public_key,
+    } = signer.map_err(OpenError::BadLeaf)?;
     match key_alg {
         None => return Err(OpenError::UnsupportedKey),
         Some(k) if k != parsed.algorithm => {

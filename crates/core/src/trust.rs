@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, TrustAnchor, UnixTime};
@@ -25,6 +25,7 @@ use webpki::{
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::identity::{IdentityError, SpiffeId};
+use crate::key::SigningAlgorithm;
 
 /// id-kp-documentSigning, 1.3.6.1.5.5.7.3.36 (RFC 9336), as DER OID contents.
 const EKU_DOCUMENT_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x24];
@@ -102,6 +103,19 @@ struct VerifiedChain {
     not_before: i64,
     /// Earliest notAfter over the leaf and the intermediates, Unix seconds.
     not_after: i64,
+    /// The leaf's public key, once a signature was checked with it (see
+    /// [`Trust::verify_signer`]): read from the certificate once per chain, not per
+    /// envelope.
+    signer_key: Option<SignerKey>,
+}
+
+/// A leaf certificate's public key, as a signature check needs it.
+#[derive(Clone, Debug)]
+pub(crate) struct SignerKey {
+    /// The signing algorithm the key is for; `None` for a key type Pons does not sign with.
+    pub(crate) algorithm: Option<SigningAlgorithm>,
+    /// The subjectPublicKey bits.
+    pub(crate) key: Arc<[u8]>,
 }
 
 /// A federation's trust anchors and revocation lists.
@@ -216,10 +230,56 @@ impl Trust {
         let now_secs = now.unix_timestamp();
         let secs = u64::try_from(now_secs).map_err(|_| TrustError::BadTime(now))?;
         let key = chain_key(usage, leaf_der, intermediates);
-        if let Some(hit) = self.cache_lookup(&key, now_secs) {
+        if let Some((hit, _)) = self.cache_lookup(&key, now_secs) {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
+        self.verify_and_cache(key, leaf_der, intermediates, secs, usage)
+    }
+
+    /// [`Trust::verify_chain`] for a document signer, with the leaf's public key
+    /// (`Err` naming what is wrong if the certificate's key cannot be read); the key is
+    /// cached with the chain.
+    pub(crate) fn verify_signer<I: AsRef<[u8]>>(
+        &self,
+        leaf_der: &[u8],
+        intermediates: &[I],
+        now: OffsetDateTime,
+    ) -> Result<(SpiffeId, Result<SignerKey, String>), TrustError> {
+        let usage = CertUsage::DocumentSigning;
+        let now_secs = now.unix_timestamp();
+        let secs = u64::try_from(now_secs).map_err(|_| TrustError::BadTime(now))?;
+        let key = chain_key(usage, leaf_der, intermediates);
+        let id = match self.cache_lookup(&key, now_secs) {
+            Some((id, Some(signer))) => {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((id, Ok(signer)));
+            }
+            Some((id, None)) => {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                id
+            }
+            None => self.verify_and_cache(key, leaf_der, intermediates, secs, usage)?,
+        };
+        let signer = signer_key(leaf_der);
+        if let Ok(signer) = &signer {
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(entry) = cache.get_mut(&key) {
+                entry.signer_key = Some(signer.clone());
+            }
+        }
+        Ok((id, signer))
+    }
+
+    /// Verifies in full and caches a success under `key` (see [`Trust::verify_chain`]).
+    fn verify_and_cache<I: AsRef<[u8]>>(
+        &self,
+        key: [u8; 32],
+        leaf_der: &[u8],
+        intermediates: &[I],
+        secs: u64,
+        usage: CertUsage,
+    ) -> Result<SpiffeId, TrustError> {
         let id = self.verify_uncached(leaf_der, intermediates, secs, usage)?;
         // A chain whose window cannot be read is simply not cached: it verified anyway.
         if let Some((not_before, not_after)) = validity_window(leaf_der, intermediates) {
@@ -229,6 +289,7 @@ impl Trust {
                     id: id.clone(),
                     not_before,
                     not_after,
+                    signer_key: None,
                 },
             );
         }
@@ -252,10 +313,11 @@ impl Trust {
 
     /// The cached identity for `key`, if `now_secs` is inside its validity window (bounds
     /// included, as webpki: it refuses only before notBefore or after notAfter).
-    fn cache_lookup(&self, key: &[u8; 32], now_secs: i64) -> Option<SpiffeId> {
+    fn cache_lookup(&self, key: &[u8; 32], now_secs: i64) -> Option<(SpiffeId, Option<SignerKey>)> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let hit = cache.get(key)?;
-        (hit.not_before <= now_secs && now_secs <= hit.not_after).then(|| hit.id.clone())
+        (hit.not_before <= now_secs && now_secs <= hit.not_after)
+            .then(|| (hit.id.clone(), hit.signer_key.clone()))
     }
 
     /// Stores a success, clearing the cache first if it is full.
@@ -515,6 +577,31 @@ pub enum TrustError {
     },
 }
 
+/// The signature algorithm and raw public key of a certificate's subjectPublicKeyInfo.
+fn signer_key(leaf_der: &[u8]) -> Result<SignerKey, String> {
+    let (_, cert) = X509Certificate::from_der(leaf_der).map_err(|e| e.to_string())?;
+    let spki = cert.public_key();
+    let key = Arc::from(spki.subject_public_key.data.as_ref());
+    let alg_oid = spki.algorithm.algorithm.to_id_string();
+    let algorithm = match alg_oid.as_str() {
+        // id-Ed25519 (RFC 8410)
+        "1.3.101.112" => Some(SigningAlgorithm::Ed25519),
+        // id-ecPublicKey with namedCurve prime256v1 (RFC 5480)
+        "1.2.840.10045.2.1" => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string());
+            (curve.as_deref() == Some("1.2.840.10045.3.1.7"))
+                .then_some(SigningAlgorithm::EcdsaP256Sha256)
+        }
+        _ => None,
+    };
+    Ok(SignerKey { algorithm, key })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,6 +621,7 @@ mod tests {
             id: SpiffeId::parse("spiffe://pons.example/node/cuta").unwrap(),
             not_before: 0,
             not_after: 10,
+            signer_key: None,
         };
         let key = |n: usize| chain_key(CertUsage::TlsClient, &n.to_be_bytes(), none);
         for n in 0..CHAIN_CACHE_CAPACITY {

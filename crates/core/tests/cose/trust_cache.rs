@@ -1,10 +1,13 @@
 //! The cache of verified chains in `Trust`: hits are real, and never outlive the
 //! chain's validity, another usage, the exact bytes or the `Trust` (its CRLs).
 
+use coset::{iana, Header};
+use pons_core::cose::{open, seal, OpenError, RECORD_CONTENT_TYPE};
 use pons_core::{CertUsage, Trust, TrustError};
 use time::macros::datetime;
 use time::Duration;
 
+use crate::fed::{pons_header, raw_seal};
 use crate::pki::{Alg, Ca, NodeOpts, NOT_AFTER, NOT_BEFORE, NOW};
 
 const NONE: &[&[u8]] = &[];
@@ -206,4 +209,75 @@ fn a_new_trust_with_a_new_crl_starts_with_an_empty_cache() {
         .unwrap_err();
     assert!(matches!(err, TrustError::Revoked { .. }), "{err}");
     assert_eq!((after.cache_len(), after.cache_hits()), (0, 0));
+}
+
+#[test]
+fn a_signer_key_read_once_per_chain_still_checks_every_signature() {
+    let fed = crate::fed::Fed::new();
+    let signer = crate::fed::Fed::signer(&fed.ed, "cuta");
+    let first = seal(b"first", RECORD_CONTENT_TYPE, &signer).unwrap();
+    let second = seal(b"second", RECORD_CONTENT_TYPE, &signer).unwrap();
+    assert_eq!(
+        open(&first, RECORD_CONTENT_TYPE, &fed.trust, NOW)
+            .unwrap()
+            .payload,
+        b"first"
+    );
+    assert_eq!(fed.trust.cache_hits(), 0);
+    // The chain and the key come from the cache; the signature is checked all the same.
+    let opened = open(&second, RECORD_CONTENT_TYPE, &fed.trust, NOW).unwrap();
+    assert_eq!(
+        (opened.payload.as_slice(), fed.trust.cache_hits()),
+        (&b"second"[..], 1)
+    );
+
+    // The same (cached) certificate, signed by another Ed25519 key: refused.
+    let other = fed.ca.node(Alg::Ed25519, &NodeOpts::signing("cuta"));
+    let header = pons_header(
+        iana::Algorithm::EdDSA,
+        RECORD_CONTENT_TYPE,
+        "cuta",
+        &fed.ed.cert,
+    );
+    let forged = raw_seal(
+        &other.key,
+        header.build(),
+        Header::default(),
+        Some(b"forged"),
+        true,
+    );
+    assert_eq!(
+        open(&forged, RECORD_CONTENT_TYPE, &fed.trust, NOW),
+        Err(OpenError::BadSignature)
+    );
+    // A signature over other bytes than the payload it carries: refused.
+    let mut tampered = second.clone();
+    let at = tampered
+        .windows(6)
+        .position(|w| w == b"second")
+        .expect("payload in the envelope");
+    tampered[at] = b'S';
+    assert_eq!(
+        open(&tampered, RECORD_CONTENT_TYPE, &fed.trust, NOW),
+        Err(OpenError::BadSignature)
+    );
+    // The key is the leaf's own: an ES256 header over the cached Ed25519 key is refused.
+    let header = pons_header(
+        iana::Algorithm::ES256,
+        RECORD_CONTENT_TYPE,
+        "cuta",
+        &fed.ed.cert,
+    );
+    let mismatched = raw_seal(
+        &fed.p256.key,
+        header.build(),
+        Header::default(),
+        Some(b"x"),
+        true,
+    );
+    assert!(matches!(
+        open(&mismatched, RECORD_CONTENT_TYPE, &fed.trust, NOW),
+        Err(OpenError::AlgorithmKeyMismatch { .. })
+    ));
+    assert_eq!(fed.trust.cache_len(), 1);
 }
