@@ -393,28 +393,54 @@ async fn drive(
     let before = Usage::now()?;
     let clock = Instant::now();
     let wall = OffsetDateTime::now_utc();
+    // The same moment on the clock `perf record -k CLOCK_MONOTONIC` stamps samples with.
+    let monotonic = monotonic_ns();
     let next = Arc::new(AtomicUsize::new(0));
+    // Open loop: a thread of its own releases record i at its due time, i/rate. tokio's
+    // timer ticks in whole milliseconds, so a client sleeping on it started its submit
+    // ~0.5 ms after the due time at the median (up to 1 ms), and that wait counted as
+    // the system's latency; `std::thread::sleep` wakes within tens of µs here.
+    let (due_tx, due_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let due_rx = Arc::new(tokio::sync::Mutex::new(due_rx));
+    let pacer = args.rate.map(|rate| {
+        let n = args.records;
+        std::thread::spawn(move || {
+            for i in 0..n {
+                let due = clock + Duration::from_secs_f64(i as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if due_tx.send(i).is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let report: Arc<str> = report.into();
     let mut clients = Vec::new();
     let rate = args.rate;
     for _ in 0..args.concurrency.min(args.records) {
-        let (next, report, socket) = (next.clone(), report.clone(), socket.to_owned());
+        let (next, due_rx) = (next.clone(), due_rx.clone());
+        let (report, socket) = (report.clone(), socket.to_owned());
         let n = args.records;
         clients.push(tokio::spawn(async move {
             // Each client keeps its connection, as an agency's system would.
             let mut conn = control::Connection::open(&socket).await?;
             let mut mine = Vec::new();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                let i = match rate {
+                    // Open loop: the next record due, once it is due; its latency counts
+                    // from then (a late start is the system's delay, not the client's).
+                    Some(_) => match due_rx.lock().await.recv().await {
+                        Some(i) => i,
+                        None => return Ok::<_, anyhow::Error>(mine),
+                    },
+                    None => next.fetch_add(1, Ordering::Relaxed),
+                };
                 if i >= n {
-                    return Ok::<_, anyhow::Error>(mine);
+                    return Ok(mine);
                 }
-                // Open loop: record i is due at i/rate, and its latency counts from then
-                // (a late start is the system's delay, not the client's).
                 let due = rate.map(|r| Duration::from_secs_f64(i as f64 / r));
-                if let Some(due) = due {
-                    tokio::time::sleep_until((clock + due).into()).await;
-                }
                 let mut s = submit(&mut conn, &report, i).await?;
                 if let Some(due) = due {
                     s.due = Some(wall + due);
@@ -427,9 +453,15 @@ async fn drive(
     for c in clients {
         submitted.extend(c.await.context("client task failed")??);
     }
+    if let Some(pacer) = pacer {
+        pacer
+            .join()
+            .map_err(|_| anyhow!("the open loop's pacing thread panicked"))?;
+    }
     wait_delivered(socket, args.records + 1).await?;
     let after = Usage::now()?;
     let device_after = measure::device_written(data);
+    let wall_start = wall;
     let wall = clock.elapsed();
     let feed = match feeds {
         Some(f) => Some(f.finish(receiver).await?),
@@ -445,11 +477,28 @@ async fn drive(
     let mut last = first;
     let mut latencies_ms = Vec::with_capacity(submitted.len());
     let mut submit_ms = Vec::with_capacity(submitted.len());
+    let mut trace = format!(
+        "# ms from the first submit, at CLOCK_MONOTONIC {} ns\nid,due_ms,started_ms,returned_ms,receipt_ms\n",
+        monotonic.map_or(0, |m| m + (first - wall_start).whole_nanoseconds().max(0) as u64)
+    );
     for s in &submitted {
         let at = *delivered
             .get(&s.id)
             .ok_or_else(|| anyhow!("record {} is not delivered", s.id))?;
         last = last.max(at);
+        if args.trace.is_some() {
+            let due = s
+                .due
+                .map(|d| format!("{:.3}", ms(d - first)))
+                .unwrap_or_default();
+            trace.push_str(&format!(
+                "{},{due},{:.3},{:.3},{:.3}\n",
+                s.id,
+                ms(s.started - first),
+                ms(s.returned - first),
+                ms(at - first)
+            ));
+        }
         // A receipt can be verified before the submitting client has read its answer: the
         // record was on its way as soon as it was durable. Such a latency counts as zero.
         latencies_ms.push(match s.due {
@@ -458,6 +507,9 @@ async fn drive(
             None => ms(at - s.returned).max(0.0),
         });
         submit_ms.push(ms(s.returned - s.started).max(0.0));
+    }
+    if let Some(path) = &args.trace {
+        std::fs::write(path, trace).with_context(|| format!("writing {}", path.display()))?;
     }
     let elapsed = Duration::try_from(last - first).unwrap_or(wall);
     Ok(Measured {
@@ -512,6 +564,12 @@ fn ok(response: Response) -> anyhow::Result<Value> {
             message, details, ..
         } => Err(anyhow!("{message} {}", details.join("; "))),
     }
+}
+
+/// Now on `CLOCK_MONOTONIC`, ns (what `perf record -k CLOCK_MONOTONIC` stamps).
+fn monotonic_ns() -> Option<u64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
+    Some(t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
 }
 
 /// Waits until the sender counts `n` records delivered to cuta (or any rejected).

@@ -110,6 +110,10 @@ pub struct BenchArgs {
     /// Configure no sink on the receiving node (the exchange alone, for comparison).
     #[arg(long)]
     pub no_feed: bool,
+    /// Write each timed record's times to FILE as CSV (ms from the first submit: due,
+    /// submit started, submit returned, receipt), to see when a tail happened.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
     /// Run the nodes with `[storage] sync = false`: the store's log written, no fdatasync
     /// (survives a process crash, not a power loss), to measure what fdatasync costs.
     #[arg(long)]
