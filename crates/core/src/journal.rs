@@ -303,7 +303,23 @@ impl JournalEntry {
     /// | 16 | outcome (kebab-case) | text |
     /// | 17 | prev_hash | bytes (32) |
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
+        // Room for every field at once: the texts plus at most 9 bytes of head each, the
+        // record id, the hash and the numbers (a ~520-byte entry grew a 512-byte buffer).
+        let texts = [
+            Some(self.node.as_str()),
+            Some(self.actor.as_str()),
+            self.role.as_deref(),
+            Some(self.operation.as_str()),
+            self.class.as_deref(),
+            self.subject_ref.as_deref(),
+            self.counterpart.as_ref().map(NodeId::as_str),
+            self.purpose.as_deref(),
+            self.justification.as_deref(),
+            self.legal_basis.as_deref(),
+            Some(self.outcome.as_str()),
+        ];
+        let text_bytes: usize = texts.iter().flatten().map(|t| t.len() + 9).sum();
+        let mut out = Vec::with_capacity(text_bytes + 128);
         cbor_head(&mut out, MAJOR_ARRAY, 18);
         cbor_uint(&mut out, CANONICAL_VERSION);
         cbor_uint(&mut out, self.seq);
@@ -1268,6 +1284,23 @@ mod tests {
         let err = verify_chain(&c[3..]).expect_err("segment is not a whole journal");
         assert_eq!(err.seq, 4);
         assert_eq!(err.reason, ChainFault::SeqGap { expected: 1 });
+    }
+
+    /// The buffer is sized once: a long entry does not grow it (growth doubles it).
+    #[test]
+    fn canonical_bytes_are_written_into_one_allocation() {
+        let mut d = full_draft(1);
+        d.justification = Some("j".repeat(3000));
+        d.purpose = Some("p".repeat(700));
+        let e = JournalEntry::seal(d, 1, GENESIS_PREV_HASH);
+        let b = e.canonical_bytes();
+        assert!(b.len() > 3700);
+        assert!(
+            b.capacity() - b.len() < 11 * 9 + 128,
+            "{} of {}",
+            b.len(),
+            b.capacity()
+        );
     }
 
     #[test]
