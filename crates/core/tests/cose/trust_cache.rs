@@ -12,6 +12,12 @@ use crate::pki::{Alg, Ca, NodeOpts, NOT_AFTER, NOT_BEFORE, NOW};
 
 const NONE: &[&[u8]] = &[];
 
+/// A record envelope that names `cuta` and carries `cert`, signed with `key` under `alg`.
+fn sealed_as_cuta(key: &[u8], alg: iana::Algorithm, cert: &[u8], payload: &[u8]) -> Vec<u8> {
+    let header = pons_header(alg, RECORD_CONTENT_TYPE, "cuta", cert);
+    raw_seal(key, header.build(), Header::default(), Some(payload), true)
+}
+
 fn trust(ca: &Ca) -> Trust {
     Trust::new("pons.example", &[&ca.der], NONE).expect("trust")
 }
@@ -233,19 +239,7 @@ fn a_signer_key_read_once_per_chain_still_checks_every_signature() {
 
     // The same (cached) certificate, signed by another Ed25519 key: refused.
     let other = fed.ca.node(Alg::Ed25519, &NodeOpts::signing("cuta"));
-    let header = pons_header(
-        iana::Algorithm::EdDSA,
-        RECORD_CONTENT_TYPE,
-        "cuta",
-        &fed.ed.cert,
-    );
-    let forged = raw_seal(
-        &other.key,
-        header.build(),
-        Header::default(),
-        Some(b"forged"),
-        true,
-    );
+    let forged = sealed_as_cuta(&other.key, iana::Algorithm::EdDSA, &fed.ed.cert, b"forged");
     assert_eq!(
         open(&forged, RECORD_CONTENT_TYPE, &fed.trust, NOW),
         Err(OpenError::BadSignature)
@@ -262,19 +256,7 @@ fn a_signer_key_read_once_per_chain_still_checks_every_signature() {
         Err(OpenError::BadSignature)
     );
     // The key is the leaf's own: an ES256 header over the cached Ed25519 key is refused.
-    let header = pons_header(
-        iana::Algorithm::ES256,
-        RECORD_CONTENT_TYPE,
-        "cuta",
-        &fed.ed.cert,
-    );
-    let mismatched = raw_seal(
-        &fed.p256.key,
-        header.build(),
-        Header::default(),
-        Some(b"x"),
-        true,
-    );
+    let mismatched = sealed_as_cuta(&fed.p256.key, iana::Algorithm::ES256, &fed.ed.cert, b"x");
     assert!(matches!(
         open(&mismatched, RECORD_CONTENT_TYPE, &fed.trust, NOW),
         Err(OpenError::AlgorithmKeyMismatch { .. })

@@ -5,6 +5,16 @@ use pons_store::{OutboxFilter, OutboxState, StateKind, StoreError};
 
 use super::util::*;
 
+/// Submits records `ns` to cuta.
+async fn submit_to_cuta(store: &pons_store::Store, ns: std::ops::RangeInclusive<u64>) {
+    for n in ns {
+        store
+            .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
+            .await
+            .expect("submit");
+    }
+}
+
 #[tokio::test]
 async fn submit_then_reopen_keeps_records_and_journal() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -345,12 +355,7 @@ async fn records_delivered_on_one_receipt_each_read_it_back() {
     let receipt = vec![0xd2; 3000];
     {
         let store = open(dir.path());
-        for n in 1..=3 {
-            store
-                .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
-                .await
-                .expect("submit");
-        }
+        submit_to_cuta(&store, 1..=3).await;
         for n in 1..=2 {
             store
                 .mark_delivered(id(n), &receipt, now(), draft(Operation::Disclose))
@@ -396,12 +401,7 @@ async fn attempts_are_counted_in_memory_and_stored_when_the_record_closes() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = open(dir.path());
-        for n in 1..=3 {
-            store
-                .submit(outgoing(n, "cuta"), &envelope(n), draft(Operation::Collect))
-                .await
-                .expect("submit");
-        }
+        submit_to_cuta(&store, 1..=3).await;
         for _ in 0..3 {
             store.record_attempt(id(1)).expect("attempt 1");
         }
