@@ -177,3 +177,57 @@ fn pons_demo_runs_end_to_end() {
         .count();
     assert!(spooled >= 4, "the analysis spool holds {spooled} records");
 }
+
+/// `pons bench` runs each node as `pons node run`, delivers every record and
+/// reports each node's peak memory and the CPU of all three processes. Only what the run
+/// did is checked, never how fast (speed is measured by `pons bench`, not by tests).
+#[test]
+fn pons_bench_runs_node_processes_and_reports_each_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(crate::util::PONS)
+        .args([
+            "bench",
+            "--no-feed",
+            "--json",
+            "--records",
+            "20",
+            "--concurrency",
+            "4",
+            "--journal-entries",
+            "100",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("run pons bench");
+    assert!(
+        out.status.success(),
+        "pons bench failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["records"], 20, "{report:#}");
+    assert_eq!(report["processes"], true);
+    let nodes = report["node_peak_rss_bytes"]
+        .as_object()
+        .expect("a peak RSS per node");
+    let names: Vec<&str> = nodes.keys().map(String::as_str).collect();
+    assert_eq!(names, ["adolescence", "cuta"]);
+    for (node, rss) in nodes {
+        // A node holds at least its binary's pages and its runtime: more than a MiB.
+        assert!(rss.as_u64().unwrap_or(0) > 1 << 20, "{node}: {rss}");
+    }
+    // The CPU figure is there (the nodes' share is read from /proc/PID/stat, 10 ms ticks).
+    assert!(
+        report["cpu_s_per_record"].as_f64().unwrap_or(0.0) > 0.0,
+        "{report:#}"
+    );
+    // No node process outlives the run.
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| c.contains(&*dir.path().to_string_lossy()))
+        .collect();
+    assert!(left.is_empty(), "node processes left running: {left:?}");
+}

@@ -1,6 +1,7 @@
 //! `pons bench`: the exchange end to end, against the machine's limits, in one run.
 //!
-//! Two nodes (adolescence → cuta) run in this process, on loopback, with fresh development
+//! Two nodes (adolescence → cuta) run each in a `pons node run` process of its own (or,
+//! with `--in-process`, both in this one), on loopback, with fresh development
 //! certificates in a temporary directory and durability as in production (`[storage]
 //! sync = true`: every acknowledged write is flushed and fdatasync'ed). N minor-risk reports
 //! padded to about SIZE bytes are submitted through the sender's control socket by C
@@ -20,9 +21,10 @@ mod feed;
 mod journal;
 mod limits;
 mod measure;
+mod nodes;
 mod sweep;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,13 +34,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use pons_core::{NodeId, SigningAlgorithm};
 use pons_node::control::{self, Request, Response};
-use pons_node::runtime::system_clock;
 use pons_node::Config;
 use pons_pki::KeyAlgorithm;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::oneshot;
 
 use crate::exit::{Outcome, ResultExt};
 use crate::flags::{BenchArgs, InitArgs, Scenario};
@@ -48,6 +48,7 @@ use feed::FeedRates;
 use journal::JournalRates;
 use limits::Limits;
 use measure::{percentiles, Percentiles, Usage};
+use nodes::Nodes;
 
 const SAMPLE_REPORT: &str = include_str!("../../../config/examples/minor-risk-report.json");
 
@@ -101,7 +102,8 @@ pub struct BenchReport {
     pub latency_ms: Percentiles,
     /// Submit call duration (request sent to durable id returned), milliseconds.
     pub submit_ms: Percentiles,
-    /// CPU seconds (user + system, both nodes and the clients) per record.
+    /// CPU seconds (user + system, both nodes and the clients) per record; with
+    /// the nodes' read from `/proc/PID/stat` (10 ms ticks here) unless `--in-process`.
     pub cpu_s_per_record: f64,
     /// CPU used over the run as a share of every core (1.0 = all cores busy).
     pub cpu_utilisation: f64,
@@ -116,8 +118,13 @@ pub struct BenchReport {
     pub process_write_bytes_per_record: Option<f64>,
     /// Both data directories' size after the run, per record.
     pub data_dir_bytes_per_record: f64,
-    /// Peak RSS of the process (both nodes and the clients), bytes.
+    /// Whether each node ran in a process of its own (not `--in-process`).
+    pub processes: bool,
+    /// Peak RSS of this process, bytes: the clients, or with `--in-process` both nodes and
+    /// the clients.
     pub peak_rss_bytes: u64,
+    /// Each node's peak RSS (`VmHWM`), bytes, by node; null with `--in-process`.
+    pub node_peak_rss_bytes: Option<BTreeMap<String, u64>>,
     /// The receiving node's feed: each sink's rate over the first (at most 500) records
     /// received, measured during the exchange; null with `--no-feed`.
     pub feed: Option<FeedRates>,
@@ -265,13 +272,14 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         "follow-up-request",
         "minor-risk-report",
     )?;
-    let load = |p: &Path| -> anyhow::Result<Config> {
-        let mut c = Config::load(p)?;
-        // As in production: nothing is acknowledged before it is fdatasync'ed (unless
-        // --no-sync measures the cost of that).
-        c.storage.sync = !args.no_sync;
-        Ok(c)
-    };
+    // As in production: nothing is acknowledged before it is fdatasync'ed (unless
+    // --no-sync measures the cost of that). Written into the files, which a node process
+    // reads as a node task does.
+    for path in [&a_path, &c_path] {
+        let mut text = std::fs::read_to_string(path).context("cannot read the configuration")?;
+        text.push_str(&format!("\n[storage]\nsync = {}\n", !args.no_sync));
+        std::fs::write(path, text).context("cannot write the configuration")?;
+    }
     // The receiving node hands every record to one sink of each kind that needs no
     // outside server; their rates are measured during the exchange.
     let nats = if args.no_feed {
@@ -282,7 +290,7 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     if !args.no_feed {
         feed::configure(&c_path, dir, nats.as_ref().map(|n| n.port))?;
     }
-    let (a_conf, c_conf) = (load(&a_path)?, load(&c_path)?);
+    let (a_conf, c_conf) = (Config::load(&a_path)?, Config::load(&c_path)?);
     let a_sock = a_conf.control_socket();
     let c_sock = c_conf.control_socket();
     let data_dirs = [a_conf.data_dir.clone(), c_conf.data_dir.clone()];
@@ -293,17 +301,19 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         .build()
         .context("cannot start the async runtime")?;
     let measured = runtime.block_on(async {
-        let (a_stop, a_task) = start(a_conf).await?;
-        let (c_stop, c_task) = start(c_conf).await?;
-        let result = drive(&a_sock, &c_sock, &report, args, nats.is_some()).await;
-        let _ = a_stop.send(());
-        let _ = c_stop.send(());
-        for task in [a_task, c_task] {
-            task.await
-                .context("node task failed")?
-                .context("node stopped with an error")?;
-        }
-        result
+        let nodes = Nodes::start(&[a_path.clone(), c_path.clone()], !args.in_process, dir).await?;
+        let result = drive(
+            &a_sock,
+            &c_sock,
+            &report,
+            args,
+            nats.is_some(),
+            &nodes.pids(),
+        )
+        .await;
+        let node_peak_rss = nodes.peak_rss();
+        nodes.stop().await?;
+        result.map(|m| Measured { node_peak_rss, ..m })
     })?;
     drop(runtime);
 
@@ -332,33 +342,8 @@ struct Measured {
     device_before: Option<u64>,
     device_after: Option<u64>,
     feed: Option<FeedRates>,
-}
-
-type NodeTask = tokio::task::JoinHandle<Result<(), pons_node::daemon::NodeError>>;
-
-/// Starts a node in a task; returns its stop switch and task once it serves.
-async fn start(config: Config) -> anyhow::Result<(oneshot::Sender<()>, NodeTask)> {
-    let node = config.node_id.clone();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(pons_node::daemon::run(
-        config,
-        system_clock(),
-        move |_| {
-            let _ = ready_tx.send(());
-        },
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    match ready_rx.await {
-        Ok(()) => Ok((stop_tx, task)),
-        // The node returned before it started: its error says why.
-        Err(_) => match task.await {
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!("node {node} did not start"))),
-            _ => bail!("node {node} did not start"),
-        },
-    }
+    /// Each node's peak RSS, by node, when they ran in processes of their own.
+    node_peak_rss: Option<BTreeMap<String, u64>>,
 }
 
 /// Warms the connection up, submits every record, waits for every receipt.
@@ -368,6 +353,7 @@ async fn drive(
     report: &str,
     args: &BenchArgs,
     nats: bool,
+    node_pids: &[u32],
 ) -> anyhow::Result<Measured> {
     // One record first, not measured: the QUIC connection and the stores' first writes.
     let warm = submit(
@@ -390,7 +376,7 @@ async fn drive(
 
     let data = socket.parent().unwrap_or(socket);
     let device_before = measure::device_written(data);
-    let before = Usage::now()?;
+    let before = Usage::with_nodes(node_pids)?;
     let clock = Instant::now();
     let wall = OffsetDateTime::now_utc();
     // The same moment on the clock `perf record -k CLOCK_MONOTONIC` stamps samples with.
@@ -459,7 +445,7 @@ async fn drive(
             .map_err(|_| anyhow!("the open loop's pacing thread panicked"))?;
     }
     wait_delivered(socket, args.records + 1).await?;
-    let after = Usage::now()?;
+    let after = Usage::with_nodes(node_pids)?;
     let device_after = measure::device_written(data);
     let wall_start = wall;
     let wall = clock.elapsed();
@@ -521,6 +507,7 @@ async fn drive(
         device_before,
         device_after,
         feed,
+        node_peak_rss: None,
     })
 }
 
@@ -727,7 +714,9 @@ fn summarise(
         disk_write_source: disk_source.to_owned(),
         process_write_bytes_per_record: process_disk,
         data_dir_bytes_per_record: data_bytes as f64 / n,
+        processes: !args.in_process,
         peak_rss_bytes: m.after.peak_rss,
+        node_peak_rss_bytes: m.node_peak_rss.take(),
         feed: m.feed,
         journal,
         limits,
@@ -765,7 +754,12 @@ fn print_table(r: &BenchReport, dir: &Path) {
         }
     );
     println!(
-        "  two nodes in this process on 127.0.0.1, data in {}",
+        "  two nodes {} on 127.0.0.1, data in {}",
+        if r.processes {
+            "in processes of their own"
+        } else {
+            "in this process"
+        },
         dir.display()
     );
     println!();
@@ -802,10 +796,22 @@ fn print_table(r: &BenchReport, dir: &Path) {
         "  data dirs per record       {:>12.0} bytes",
         r.data_dir_bytes_per_record
     );
-    println!(
-        "  peak RSS (both nodes)      {:>12.1} MiB",
-        r.peak_rss_bytes as f64 / (1024.0 * 1024.0)
-    );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    match &r.node_peak_rss_bytes {
+        None => println!(
+            "  peak RSS (both nodes)      {:>12.1} MiB",
+            mib(r.peak_rss_bytes)
+        ),
+        Some(nodes) => {
+            for (node, rss) in nodes {
+                println!("  peak RSS, {node:<16} {:>12.1} MiB", mib(*rss));
+            }
+            println!(
+                "  peak RSS, the clients      {:>12.1} MiB",
+                mib(r.peak_rss_bytes)
+            );
+        }
+    }
     if let Some(feed) = &r.feed {
         print_feed(r, feed);
     }

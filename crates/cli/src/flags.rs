@@ -110,6 +110,11 @@ pub struct BenchArgs {
     /// Configure no sink on the receiving node (the exchange alone, for comparison).
     #[arg(long)]
     pub no_feed: bool,
+    /// Run both nodes in this process (one async runtime, as `pons bench` did before
+    /// 2026-12-03), not each in a `pons node run` process of its own as in production;
+    /// the peak RSS is then both nodes' together.
+    #[arg(long)]
+    pub in_process: bool,
     /// Write each timed record's times to FILE as CSV (ms from the first submit: due,
     /// submit started, submit returned, receipt), to see when a tail happened.
     #[arg(long, value_name = "FILE")]

@@ -29,8 +29,8 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::measure::{self, current_rss, percentiles, Percentiles, Usage};
-use super::{delivered_times, ms, padded_report, start, submit, wait_delivered};
-use super::{NodeTask, Submitted};
+use super::nodes::{start_task, NodeTask};
+use super::{delivered_times, ms, padded_report, submit, wait_delivered, Submitted};
 use crate::flags::{BenchArgs, InitArgs};
 use crate::pki::make_dev_federation;
 
@@ -177,11 +177,11 @@ pub fn run(dir: &Path, args: &BenchArgs) -> anyhow::Result<FanInReport> {
     let mut m = runtime.block_on(async {
         let mut stops: Vec<(oneshot::Sender<()>, NodeTask)> = Vec::new();
         let result = async {
-            stops.push(start(receiver_conf).await?);
+            stops.push(start_task(receiver_conf).await?);
             let rss_receiver = current_rss().unwrap_or(0);
             let clock = Instant::now();
             for c in sender_confs {
-                stops.push(start(c).await?);
+                stops.push(start_task(c).await?);
             }
             let start_senders = clock.elapsed();
             let rss_idle = current_rss().unwrap_or(0);

@@ -2,6 +2,8 @@
 //! (`/proc/self/io`), bytes on disk (a directory walk), and latency percentiles.
 
 use std::path::Path;
+
+use anyhow::Context;
 use std::time::Duration;
 
 use nix::sys::resource::{getrusage, UsageWho};
@@ -20,6 +22,24 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// This process's usage now plus that of the node processes `nodes` (`pons bench`
+    /// without `--in-process`): CPU time and bytes written summed; the peak RSS is this process's
+    /// alone (each node's is [`node_peak_rss`]).
+    pub fn with_nodes(nodes: &[u32]) -> anyhow::Result<Self> {
+        let mut usage = Usage::now()?;
+        for &pid in nodes {
+            usage.cpu += node_cpu(pid)?;
+            usage.write_bytes = match (
+                usage.write_bytes,
+                proc_io_of(&pid.to_string(), "write_bytes"),
+            ) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        Ok(usage)
+    }
+
     /// The process's usage now.
     pub fn now() -> anyhow::Result<Self> {
         let r = getrusage(UsageWho::RUSAGE_SELF)?;
@@ -39,10 +59,15 @@ impl Usage {
 /// The process's resident set size now (`VmRSS` of `/proc/self/status`), bytes; `None`
 /// where there is no such file.
 pub fn current_rss() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_bytes("self", "VmRSS:")
+}
+
+/// A size in kB of `/proc/PROC/status`, in bytes.
+fn status_bytes(process: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     let kib: u64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -51,9 +76,44 @@ pub fn current_rss() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// User plus system CPU time of every thread of process `pid` so far (`/proc/PID/stat`,
+/// in clock ticks: 10 ms here).
+fn node_cpu(pid: u32) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    // The command name is in parentheses and may hold spaces: count fields after it.
+    // Field 3 (state) is the first after it; utime and stime are fields 14 and 15.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("{path}: no command name"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> anyhow::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("{path}: field {} is not a number", i + 3))
+    };
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
+        .filter(|&t| t > 0)
+        .unwrap_or(100) as u64;
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_nanos(total * 1_000_000_000 / per_second))
+}
+
+/// Peak resident set size of process `pid` so far (`VmHWM` of `/proc/PID/status`), bytes.
+pub fn node_peak_rss(pid: u32) -> Option<u64> {
+    status_bytes(&pid.to_string(), "VmHWM:")
+}
+
 /// One counter of `/proc/self/io`.
 fn proc_io(key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/io").ok()?;
+    proc_io_of("self", key)
+}
+
+/// One counter of `/proc/PROC/io`.
+fn proc_io_of(process: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{process}/io")).ok()?;
     text.lines()
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| *k == key)
