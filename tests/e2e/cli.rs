@@ -223,6 +223,15 @@ fn pons_bench_runs_node_processes_and_reports_each_node() {
         report["cpu_s_per_record"].as_f64().unwrap_or(0.0) > 0.0,
         "{report:#}"
     );
+    // It is split by process, and the parts add up to it.
+    let by = report["cpu_s_per_record_by_process"]
+        .as_object()
+        .expect("the CPU per record of each process");
+    let names: Vec<&str> = by.keys().map(String::as_str).collect();
+    assert_eq!(names, ["adolescence", "clients", "cuta"]);
+    let sum: f64 = by.values().filter_map(serde_json::Value::as_f64).sum();
+    let total = report["cpu_s_per_record"].as_f64().unwrap_or(0.0);
+    assert!((sum - total).abs() <= total * 1e-9, "{sum} != {total}");
     // No node process outlives the run.
     let left: Vec<String> = std::fs::read_dir("/proc")
         .expect("/proc")

@@ -107,6 +107,9 @@ pub struct BenchReport {
     pub cpu_s_per_record: f64,
     /// CPU used over the run as a share of every core (1.0 = all cores busy).
     pub cpu_utilisation: f64,
+    /// `cpu_s_per_record` split by process: each node by name and `clients` (this
+    /// process: the clients that submit and wait for receipts); null with `--in-process`.
+    pub cpu_s_per_record_by_process: Option<BTreeMap<String, f64>>,
     /// Bytes written to disk per record: the block device's count for the data
     /// directories' device (every process's writes to it) where there is one, else the
     /// process's `write_bytes`; see `disk_write_source` and [`measure::device_written`].
@@ -312,8 +315,13 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
         )
         .await;
         let node_peak_rss = nodes.peak_rss();
+        let node_names = nodes.names();
         nodes.stop().await?;
-        result.map(|m| Measured { node_peak_rss, ..m })
+        result.map(|m| Measured {
+            node_peak_rss,
+            node_names,
+            ..m
+        })
     })?;
     drop(runtime);
 
@@ -344,6 +352,8 @@ struct Measured {
     feed: Option<FeedRates>,
     /// Each node's peak RSS, by node, when they ran in processes of their own.
     node_peak_rss: Option<BTreeMap<String, u64>>,
+    /// The node processes' names, in the order of `before.node_cpu` (empty in-process).
+    node_names: Vec<String>,
 }
 
 /// Warms the connection up, submits every record, waits for every receipt.
@@ -508,6 +518,7 @@ async fn drive(
         device_after,
         feed,
         node_peak_rss: None,
+        node_names: Vec::new(),
     })
 }
 
@@ -653,6 +664,29 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The CPU per record of each node process and of this one (`clients`), when the nodes
+/// ran in processes of their own.
+fn cpu_by_process(m: &Measured, n: f64) -> Option<BTreeMap<String, f64>> {
+    let (before, after) = (&m.before.node_cpu, &m.after.node_cpu);
+    if m.node_names.is_empty() || before.len() != m.node_names.len() || after.len() != before.len()
+    {
+        return None;
+    }
+    let mut by = BTreeMap::new();
+    let mut nodes = Duration::ZERO;
+    for ((name, b), a) in m.node_names.iter().zip(before).zip(after) {
+        let used = a.saturating_sub(*b);
+        nodes += used;
+        by.insert(name.clone(), used.as_secs_f64() / n);
+    }
+    let all = m.after.cpu.saturating_sub(m.before.cpu);
+    by.insert(
+        "clients".to_owned(),
+        all.saturating_sub(nodes).as_secs_f64() / n,
+    );
+    Some(by)
+}
+
 fn summarise(
     args: &BenchArgs,
     report_bytes: usize,
@@ -710,6 +744,7 @@ fn summarise(
         submit_ms: percentiles(&mut m.submit_ms),
         cpu_s_per_record: cpu / n,
         cpu_utilisation: cpu / window / cores,
+        cpu_s_per_record_by_process: cpu_by_process(&m, n),
         disk_write_bytes_per_record: disk,
         disk_write_source: disk_source.to_owned(),
         process_write_bytes_per_record: process_disk,
@@ -785,6 +820,9 @@ fn print_table(r: &BenchReport, dir: &Path) {
         r.cpu_utilisation * 100.0,
         l.cores
     );
+    for (process, cpu) in r.cpu_s_per_record_by_process.iter().flatten() {
+        println!("    of which {process:<17} {:>12.1} µs", cpu * 1e6);
+    }
     match r.disk_write_bytes_per_record {
         Some(d) => println!(
             "  written to disk per record {:>12.0} bytes   ({})",

@@ -10,7 +10,7 @@ use nix::sys::resource::{getrusage, UsageWho};
 use serde::Serialize;
 
 /// A snapshot of the process's resource use.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Usage {
     /// User plus system CPU time of every thread of the process.
     pub cpu: Duration,
@@ -19,6 +19,9 @@ pub struct Usage {
     /// Bytes this process caused to be sent to the storage layer (`write_bytes`), if the
     /// kernel accounts them (it does not inside some containers).
     pub write_bytes: Option<u64>,
+    /// The CPU time of each node process of [`Usage::with_nodes`], in its order (included
+    /// in `cpu`); empty for [`Usage::now`].
+    pub node_cpu: Vec<Duration>,
 }
 
 impl Usage {
@@ -28,7 +31,9 @@ impl Usage {
     pub fn with_nodes(nodes: &[u32]) -> anyhow::Result<Self> {
         let mut usage = Usage::now()?;
         for &pid in nodes {
-            usage.cpu += node_cpu(pid)?;
+            let cpu = node_cpu(pid)?;
+            usage.cpu += cpu;
+            usage.node_cpu.push(cpu);
             usage.write_bytes = match (
                 usage.write_bytes,
                 proc_io_of(&pid.to_string(), "write_bytes"),
@@ -52,6 +57,7 @@ impl Usage {
             // Linux reports ru_maxrss in KiB.
             peak_rss: (r.max_rss().max(0) as u64) * 1024,
             write_bytes: proc_io("write_bytes"),
+            node_cpu: Vec::new(),
         })
     }
 }
@@ -94,11 +100,20 @@ fn node_cpu(pid: u32) -> anyhow::Result<Duration> {
             .and_then(|f| f.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("{path}: field {} is not a number", i + 3))
     };
-    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?
-        .filter(|&t| t > 0)
-        .unwrap_or(100) as u64;
     let total = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_nanos(total * 1_000_000_000 / per_second))
+    Ok(Duration::from_nanos(total * 1_000_000_000 / clock_ticks()))
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`, asked once), 100 where unknown.
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .filter(|&t| t > 0)
+            .map_or(100, |t| t as u64)
+    })
 }
 
 /// Peak resident set size of process `pid` so far (`VmHWM` of `/proc/PID/status`), bytes.

@@ -55,6 +55,19 @@ impl Nodes {
         }
     }
 
+    /// The nodes' names, in the order of [`Nodes::pids`], if they run in processes of
+    /// their own (else none).
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Nodes::Tasks(_) => Vec::new(),
+            Nodes::Processes(p) => p
+                .iter()
+                .filter(|n| n.pid().is_some())
+                .map(|n| n.name.clone())
+                .collect(),
+        }
+    }
+
     /// Each node's peak RSS so far, by node, if they run in processes of their own.
     pub fn peak_rss(&self) -> Option<BTreeMap<String, u64>> {
         match self {
