@@ -37,6 +37,7 @@ mod retention;
 mod wal;
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,7 +57,9 @@ pub use inbox::{
     InboxMeta, InboxRecord, NewInboxRecord, ReceiptBatch, ReceiptContext, ReceiptSealer, Received,
     RECEIPT_BATCH,
 };
-pub use outbox::{NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, StateKind, Submission};
+pub use outbox::{
+    NewOutboxRecord, OutboxFilter, OutboxRecord, OutboxState, PendingQueue, StateKind, Submission,
+};
 pub use retention::{Due, EraseOrder, Erased, Hold, Place, RetentionEntry};
 
 /// Sequence number of a journal entry.
@@ -193,6 +196,10 @@ struct Trees {
     visible: Arc<RwLock<()>>,
     /// The body log the body trees refer to (`bodies.rs`).
     bodies: Arc<bodies::Bodies>,
+    /// How many entries `outbox_pending` holds per recipient (its value's bytes), kept by
+    /// [`Trees::apply`] under the write half of `visible` and counted afresh at open, so
+    /// that a status poll does not walk a queue of thousands (`outbox.rs`).
+    pending_by_peer: Arc<Mutex<BTreeMap<IVec, usize>>>,
     outbox: Tree,
     outbox_body: Tree,
     outbox_pending: Tree,
@@ -225,6 +232,7 @@ impl Trees {
         Ok(Trees {
             visible: Arc::clone(visible),
             bodies: Arc::new(bodies),
+            pending_by_peer: Arc::default(),
             outbox: open(ob)?,
             outbox_body: open(obb)?,
             outbox_pending: open(obp)?,
@@ -258,6 +266,22 @@ impl Trees {
             &self.retention,
             &self.deadlines,
         ]
+    }
+
+    /// Counts `outbox_pending`'s entries by recipient afresh (at open, once the log is
+    /// replayed: from then on [`Trees::apply`] keeps the counts).
+    fn count_pending(&self) -> Result<(), StoreError> {
+        let _visible = self.visible.write().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = BTreeMap::new();
+        for item in self.outbox_pending.inner.iter() {
+            let (_, peer) = item?;
+            count_pending(&mut counts, None, Some(&peer));
+        }
+        *self
+            .pending_by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = counts;
+        Ok(())
     }
 
     /// Give each body that `writes` stores a place in the body log, with its reference in
@@ -312,12 +336,19 @@ impl Trees {
     fn apply(&self, seq: u64, writes: &wal::Writes) -> sled::Result<()> {
         self.bodies.write(&writes.bodies).map_err(to_sled)?;
         let _visible = self.visible.write().unwrap_or_else(PoisonError::into_inner);
-        for (tree, changes) in self.all().into_iter().zip(&writes.trees) {
+        let mut pending = self
+            .pending_by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, (tree, changes)) in self.all().into_iter().zip(&writes.trees).enumerate() {
             for (key, value) in changes {
-                match value {
+                let old = match value {
                     Some(v) => tree.inner.insert(key, v.clone())?,
                     None => tree.inner.remove(key)?,
                 };
+                if i == PENDING_TREE && old != *value {
+                    count_pending(&mut pending, old.as_ref(), value.as_ref());
+                }
             }
         }
         self.meta
@@ -330,6 +361,25 @@ impl Trees {
 
 /// The body trees' numbers in [`wal::TREES`]: their values are [`bodies::BodyRef`]s.
 const BODY_TREES: [usize; 2] = [1, 4];
+
+/// `outbox_pending`'s number in [`wal::TREES`].
+const PENDING_TREE: usize = 2;
+
+/// Moves one entry of the pending counts from recipient `old` (none: a new entry) to
+/// recipient `new` (none: removed).
+fn count_pending(counts: &mut BTreeMap<IVec, usize>, old: Option<&IVec>, new: Option<&IVec>) {
+    if let Some(old) = old {
+        if let Some(n) = counts.get_mut(old) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(old);
+            }
+        }
+    }
+    if let Some(new) = new {
+        *counts.entry(new.clone()).or_default() += 1;
+    }
+}
 
 /// A store error where sled's error type is expected (the commit path's).
 fn to_sled(e: StoreError) -> sled::Error {
@@ -513,6 +563,7 @@ impl Store {
         let wal_dir = dir.join("wal");
         let room = Arc::new(wal::Room::default());
         let last = recover(&db, &trees, db_file.as_deref(), &wal_dir, sync, &room)?;
+        trees.count_pending()?;
         let wal = wal::Wal::start(&wal_dir, last + 1, sync, Arc::clone(&room))?;
         let filler = if sync {
             Some(Filler::start(Arc::clone(&room))?)

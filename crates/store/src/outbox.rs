@@ -6,13 +6,14 @@
 //! (`record_attempt`) changes no personal data and discloses nothing provable, so it is not
 //! journaled.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pons_core::journal::{JournalDraft, Operation};
 use pons_core::NodeId;
 use serde::{Deserialize, Serialize};
+use sled::IVec;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -458,18 +459,41 @@ impl Store {
         let mut out = Vec::new();
         for item in self.trees.outbox_pending.iter() {
             let (k, v) = item?;
-            let corrupt = |reason: String| StoreError::Corrupt {
-                what: "outbox pending index",
-                key: codec::hex(&k),
-                reason,
-            };
-            let id = Uuid::from_slice(&k).map_err(|e| corrupt(e.to_string()))?;
-            let to = std::str::from_utf8(&v)
-                .map_err(|e| corrupt(e.to_string()))
-                .and_then(|s| NodeId::new(s).map_err(|e| corrupt(e.to_string())))?;
-            out.push((id, to));
+            out.push((pending_id(&k)?, pending_peer(&v)?));
         }
         Ok(out)
+    }
+
+    /// The delivery queue of each recipient that has one: how many records wait for it and
+    /// the oldest one's id. The counts are kept in memory as commits apply, so this reads
+    /// the queue index only up to each recipient's first entry, not every record waiting:
+    /// `status` calls it, and a peer that was away for a day can have a million waiting.
+    pub fn pending_queues(&self) -> Result<BTreeMap<NodeId, PendingQueue>, StoreError> {
+        let counts = self
+            .trees
+            .pending_by_peer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let mut queues = BTreeMap::new();
+        let mut oldest: BTreeMap<IVec, Uuid> = BTreeMap::new();
+        if !counts.is_empty() {
+            for item in self.trees.outbox_pending.iter() {
+                let (k, v) = item?;
+                if counts.contains_key(&v) && !oldest.contains_key(&v) {
+                    oldest.insert(v, pending_id(&k)?);
+                    if oldest.len() == counts.len() {
+                        break;
+                    }
+                }
+            }
+        }
+        for (peer, len) in counts {
+            let node = pending_peer(&peer)?;
+            let oldest = oldest.get(&peer).copied();
+            queues.insert(node, PendingQueue { len, oldest });
+        }
+        Ok(queues)
     }
 
     /// One outbox record's metadata and state.
@@ -588,4 +612,34 @@ impl Attempts {
     pub(crate) fn forget(&self, id: Uuid) {
         self.map().remove(&id);
     }
+}
+
+/// One recipient's delivery queue ([`Store::pending_queues`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingQueue {
+    /// How many records wait for delivery to it.
+    pub len: usize,
+    /// The oldest of them (ids are UUIDv7: the first in id order).
+    pub oldest: Option<Uuid>,
+}
+
+/// The record id that is a key of the pending index.
+fn pending_id(key: &[u8]) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(key).map_err(|e| StoreError::Corrupt {
+        what: "outbox pending index",
+        key: codec::hex(key),
+        reason: e.to_string(),
+    })
+}
+
+/// The recipient that is a value of the pending index.
+fn pending_peer(value: &[u8]) -> Result<NodeId, StoreError> {
+    std::str::from_utf8(value)
+        .map_err(|e| e.to_string())
+        .and_then(|s| NodeId::new(s).map_err(|e| e.to_string()))
+        .map_err(|reason| StoreError::Corrupt {
+            what: "outbox pending index (recipient)",
+            key: codec::hex(value),
+            reason,
+        })
 }

@@ -160,6 +160,8 @@ fn sigkill_mid_batch(sync: bool) {
         .collect();
     let lost: Vec<_> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    // The queue counts, made at open after the log's replay, match the replayed index.
+    assert_queues_match_index(&store);
     assert!(!acked.is_empty() && !received.is_empty());
     // With its body, from the body log (`bodies.rs`), whole.
     let n_of = |r: &uuid::Uuid| (r.as_u128() - id(0).as_u128()) as u64;

@@ -63,6 +63,60 @@ async fn submit_then_reopen_keeps_records_and_journal() {
     );
 }
 
+/// The queue lengths `status` shows are counted as commits apply, and afresh at open: they
+/// follow submits, deliveries and rejections to each recipient, and a restart.
+#[tokio::test]
+async fn delivery_queues_are_counted_per_recipient_through_changes_and_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = |len, oldest: u64| pons_store::PendingQueue {
+        len,
+        oldest: Some(id(oldest)),
+    };
+    {
+        let store = open(dir.path());
+        assert!(store.pending_queues().expect("queues").is_empty());
+        submit_to_cuta(&store, 1..=3).await;
+        for n in 4..=5 {
+            store
+                .submit(outgoing(n, "nccn"), &envelope(n), draft(Operation::Collect))
+                .await
+                .expect("submit");
+        }
+        let queues = store.pending_queues().expect("queues");
+        assert_eq!(queues[&node("cuta")], queue(3, 1));
+        assert_eq!(queues[&node("nccn")], queue(2, 4));
+        assert_queues_match_index(&store);
+
+        store
+            .mark_delivered(id(1), b"receipt-1", now(), draft(Operation::Disclose))
+            .await
+            .expect("delivered");
+        store
+            .mark_rejected(id(4), "policy", "refused", now(), draft(Operation::Reject))
+            .await
+            .expect("rejected");
+        let queues = store.pending_queues().expect("queues");
+        assert_eq!(queues[&node("cuta")], queue(2, 2));
+        assert_eq!(queues[&node("nccn")], queue(1, 5));
+        assert_queues_match_index(&store);
+    }
+    // Counted afresh from the index at open.
+    let store = open(dir.path());
+    assert_queues_match_index(&store);
+    assert_eq!(store.pending_queues().expect("queues").len(), 2);
+    store
+        .mark_rejected(id(5), "policy", "refused", now(), draft(Operation::Reject))
+        .await
+        .expect("rejected");
+    let queues = store.pending_queues().expect("queues");
+    assert!(
+        !queues.contains_key(&node("nccn")),
+        "an empty queue is gone"
+    );
+    assert_eq!(queues[&node("cuta")], queue(2, 2));
+    assert_queues_match_index(&store);
+}
+
 #[tokio::test]
 async fn state_machine_and_one_journal_entry_per_change() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,7 +7,10 @@ use pons_store::{Due, Hold, Place, StoreError};
 use time::macros::date;
 use time::Date;
 
-use super::util::{draft, files, id, incoming, journal, now, open, outgoing, receipt_for};
+use super::util::{
+    assert_queues_match_index, draft, files, id, incoming, journal, now, open, outgoing,
+    receipt_for,
+};
 
 fn dl(review_by: Date, erase_by: Date) -> Deadlines {
     Deadlines {
@@ -203,6 +206,7 @@ async fn erasure_removes_key_body_and_index_with_a_tombstone_but_not_while_held(
     assert_eq!(store.outbox_envelope(id(3)).unwrap(), None);
     assert!(store.retention_get(id(3)).unwrap().is_none());
     assert!(!store.pending().unwrap().iter().any(|(i, _)| *i == id(3)));
+    assert_queues_match_index(&store);
     assert!(store.outbox_get(id(3)).unwrap().is_some(), "metadata stays");
     assert!(!store.due(Due::Erase, Date::MAX).unwrap().contains(&id(3)));
 

@@ -118,3 +118,18 @@ pub fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     }
     out
 }
+
+/// Asserts the delivery queues the store counts (`pending_queues`) are what its pending
+/// index holds: each recipient's length and its oldest (first) record.
+pub fn assert_queues_match_index(store: &Store) {
+    let mut expected: std::collections::BTreeMap<NodeId, pons_store::PendingQueue> =
+        std::collections::BTreeMap::new();
+    for (id, peer) in store.pending().expect("pending") {
+        let queue = expected.entry(peer).or_insert(pons_store::PendingQueue {
+            len: 0,
+            oldest: Some(id),
+        });
+        queue.len += 1;
+    }
+    assert_eq!(store.pending_queues().expect("pending queues"), expected);
+}
