@@ -277,11 +277,24 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
     )?;
     // As in production: nothing is acknowledged before it is fdatasync'ed (unless
     // --no-sync measures the cost of that). Written into the files, which a node process
-    // reads as a node task does.
+    // reads as a node task does, and read back: a configuration that came with a
+    // `[storage]` table of its own would refuse the second one, and the run must not go on
+    // with another setting than the one it reports.
     for path in [&a_path, &c_path] {
         let mut text = std::fs::read_to_string(path).context("cannot read the configuration")?;
         text.push_str(&format!("\n[storage]\nsync = {}\n", !args.no_sync));
         std::fs::write(path, text).context("cannot write the configuration")?;
+        let sync = Config::load(path)
+            .with_context(|| format!("{}: [storage] sync", path.display()))?
+            .storage
+            .sync;
+        if sync == args.no_sync {
+            bail!(
+                "{}: [storage] sync is {sync}, not {}",
+                path.display(),
+                !args.no_sync
+            );
+        }
     }
     // The receiving node hands every record to one sink of each kind that needs no
     // outside server; their rates are measured during the exchange.
