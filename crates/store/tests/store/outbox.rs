@@ -15,6 +15,24 @@ async fn submit_to_cuta(store: &pons_store::Store, ns: std::ops::RangeInclusive<
     }
 }
 
+/// Marks record 1 delivered and record `rejected` rejected by its recipient's policy.
+async fn deliver_1_and_reject(store: &pons_store::Store, rejected: u64) {
+    store
+        .mark_delivered(id(1), b"receipt-1", now(), draft(Operation::Disclose))
+        .await
+        .expect("delivered");
+    store
+        .mark_rejected(
+            id(rejected),
+            "policy",
+            "no",
+            now(),
+            draft(Operation::Reject),
+        )
+        .await
+        .expect("rejected");
+}
+
 #[tokio::test]
 async fn submit_then_reopen_keeps_records_and_journal() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -87,14 +105,7 @@ async fn delivery_queues_are_counted_per_recipient_through_changes_and_a_restart
         assert_eq!(queues[&node("nccn")], queue(2, 4));
         assert_queues_match_index(&store);
 
-        store
-            .mark_delivered(id(1), b"receipt-1", now(), draft(Operation::Disclose))
-            .await
-            .expect("delivered");
-        store
-            .mark_rejected(id(4), "policy", "refused", now(), draft(Operation::Reject))
-            .await
-            .expect("rejected");
+        deliver_1_and_reject(&store, 4).await;
         let queues = store.pending_queues().expect("queues");
         assert_eq!(queues[&node("cuta")], queue(2, 2));
         assert_eq!(queues[&node("nccn")], queue(1, 5));
@@ -474,14 +485,7 @@ async fn attempts_are_counted_in_memory_and_stored_when_the_record_closes() {
             .collect();
         assert_eq!(listed, vec![(id(1), 3), (id(2), 1), (id(3), 1)]);
 
-        store
-            .mark_delivered(id(1), b"receipt-1", now(), draft(Operation::Disclose))
-            .await
-            .expect("delivered");
-        store
-            .mark_rejected(id(2), "policy", "no", now(), draft(Operation::Reject))
-            .await
-            .expect("rejected");
+        deliver_1_and_reject(&store, 2).await;
         // Closed: no more attempts, and the count is the stored one.
         assert!(store.record_attempt(id(1)).is_err());
         let rec = store.outbox_get(id(1)).expect("get").expect("present");
