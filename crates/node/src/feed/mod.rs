@@ -25,7 +25,7 @@ mod spool;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
@@ -103,10 +103,84 @@ pub struct Feed {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     status: Mutex<BTreeMap<String, SinkStatus>>,
+    /// The outcome of verifying each stored envelope lately ([`Verified`]).
+    verified: Mutex<Verified>,
+}
+
+/// How many verification outcomes [`Verified`] keeps at most (~200 bytes each with their
+/// keys, ~3 MiB in all): enough for a slow sink thousands of records behind the others.
+const VERIFIED_KEEP: usize = 16_384;
+
+/// The outcome of verifying a stored envelope, kept so that the other sinks do not verify
+/// the same bytes again: each sink gets the same record, so with four sinks the receiving
+/// node verified every signature up to four times (issue 7: 9,600 verifications for 6,000
+/// records in one `pons bench` run, whose slow sinks had not taken them all; 6,001 since).
+///
+/// An outcome is keyed by the SHA-256 of the exact bytes read from the store and the time
+/// they were verified against (the record's reception); the trust and the skew are the
+/// feed's own, fixed. A hit is therefore what verifying those bytes again would give, and
+/// bytes that changed on disk miss and are verified afresh. Only the outcome is kept (the
+/// signer, or why it did not verify), never a record's content: a verified hit decodes the
+/// record from the bytes just read ([`stored_record`]), so nothing of a record outlives its
+/// hand-over here, and an erased one is never handed over (its envelope is read from the
+/// store every time). An outcome is forgotten once every sink has used it (a sink that
+/// reads a record again, as a stream's reader may, counts once), or when [`VERIFIED_KEEP`]
+/// newer ones push it out.
+#[derive(Default)]
+struct Verified {
+    outcomes: HashMap<VerifiedKey, Slot>,
+    /// Keys in the order they came, to forget the oldest; keys forgotten since may still
+    /// be in it, and are skipped.
+    order: std::collections::VecDeque<VerifiedKey>,
+}
+
+/// The SHA-256 of an envelope's bytes and the time (ns since the epoch) verified against.
+type VerifiedKey = ([u8; 32], i128);
+
+/// What verifying an envelope gave: its signer, or why it did not verify.
+type Verification = Result<pons_core::NodeId, String>;
+
+struct Slot {
+    outcome: Arc<OnceLock<Verification>>,
+    /// The sinks that used it, a bit each (by their place in the configuration).
+    used: u64,
+}
+
+impl Verified {
+    /// The place of `key`'s outcome, made if there is none (forgetting the oldest past
+    /// [`VERIFIED_KEEP`]). Sinks that take the same record at the same moment share it:
+    /// the first verifies, the others wait for its outcome (`OnceLock`), not verify too.
+    fn slot(&mut self, key: VerifiedKey) -> Arc<OnceLock<Verification>> {
+        if let Some(slot) = self.outcomes.get(&key) {
+            return Arc::clone(&slot.outcome);
+        }
+        while self.order.len() >= VERIFIED_KEEP {
+            if let Some(old) = self.order.pop_front() {
+                self.outcomes.remove(&old);
+            }
+        }
+        self.order.push_back(key);
+        let slot = self.outcomes.entry(key).or_insert_with(|| Slot {
+            outcome: Arc::default(),
+            used: 0,
+        });
+        Arc::clone(&slot.outcome)
+    }
+
+    /// Sink `sink` (its bit) used `key`'s outcome; forgotten once all of `every` did.
+    fn used(&mut self, key: &VerifiedKey, sink: u64, every: u64) {
+        if let Some(slot) = self.outcomes.get_mut(key) {
+            slot.used |= sink;
+            if slot.used & every == every {
+                self.outcomes.remove(key);
+            }
+        }
+    }
 }
 
 impl Feed {
-    /// A feed for `sinks`; `trust` verifies stored envelopes again before each hand-over.
+    /// A feed for `sinks`; `trust` verifies stored envelopes again before they are handed
+    /// over (once per stored bytes for all sinks, see [`Verified`]).
     pub fn new(sinks: Vec<SinkConfig>, trust: Trust) -> Arc<Self> {
         let status = sinks
             .iter()
@@ -119,6 +193,7 @@ impl Feed {
             stop: watch::Sender::new(false),
             tasks: Mutex::new(Vec::new()),
             status: Mutex::new(status),
+            verified: Mutex::default(),
         })
     }
 
@@ -302,29 +377,54 @@ impl Feed {
             .map_err(|e| e.to_string())?
             .map(|m| m.receipt)
             .unwrap_or_default();
-        let skew = time::Duration::try_from(runtime.config.limits.clock_skew)
-            .unwrap_or(time::Duration::minutes(5));
-        let (verification, record) =
-            match open_record(&envelope, &self.trust, rec.received_at, skew) {
-                Ok(opened) => (
-                    json!({
-                        "verified": true,
-                        "signer": opened.signer,
-                        "at": rfc3339(rec.received_at),
-                        "error": null,
-                    }),
-                    serde_json::to_value(&opened.record).map_err(|e| e.to_string())?,
-                ),
-                Err(e) => (
-                    json!({
-                        "verified": false,
-                        "signer": null,
-                        "at": rfc3339(rec.received_at),
-                        "error": e.to_string(),
-                    }),
-                    Value::Null,
-                ),
-            };
+        let key = (
+            pons_core::cose::envelope_sha256(&envelope),
+            rec.received_at.unix_timestamp_nanos(),
+        );
+        let slot = self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .slot(key);
+        let mut opened = None;
+        let outcome = slot
+            .get_or_init(|| {
+                let (outcome, record) = self.open(runtime, &envelope, rec);
+                opened = Some(record);
+                outcome
+            })
+            .clone();
+        // A sink's bit; a name that is no sink of this feed (none are, but a caller could
+        // pass one), or a sink past the 64th, keeps the outcome until it is pushed out.
+        let bit = self
+            .sinks
+            .iter()
+            .position(|s| s.name == sink)
+            .filter(|&i| i < 64)
+            .map_or(0, |i| 1u64 << i);
+        let every = match self.sinks.len() {
+            n if n >= 64 => u64::MAX,
+            n => (1u64 << n) - 1,
+        };
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .used(&key, bit, every);
+        let record = match (&outcome, opened) {
+            (_, Some(record)) => record?,
+            // These bytes verified for another sink: decoded without checking the
+            // signature again.
+            (Ok(_), None) => {
+                let record = stored_record(&envelope).map_err(|e| e.to_string())?;
+                serde_json::to_value(&record).map_err(|e| e.to_string())?
+            }
+            (Err(_), None) => Value::Null,
+        };
+        let at = rfc3339(rec.received_at);
+        let verification = match outcome {
+            Ok(signer) => json!({ "verified": true, "signer": signer, "at": at, "error": null }),
+            Err(error) => json!({ "verified": false, "signer": null, "at": at, "error": error }),
+        };
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut out = Self::metadata(sink, rec);
         out.extend([
@@ -335,6 +435,25 @@ impl Feed {
             ("cose_base64".to_owned(), json!(b64.encode(&envelope))),
         ]);
         Ok(Value::Object(out))
+    }
+
+    /// Verifies `envelope` (the stored bytes of `rec`) as at its reception: its signer or
+    /// why it does not verify, and the record (null unless verified).
+    fn open(
+        &self,
+        runtime: &Runtime,
+        envelope: &[u8],
+        rec: &InboxRecord,
+    ) -> (Verification, Result<Value, String>) {
+        let skew = time::Duration::try_from(runtime.config.limits.clock_skew)
+            .unwrap_or(time::Duration::minutes(5));
+        match open_record(envelope, &self.trust, rec.received_at, skew) {
+            Ok(opened) => (
+                Ok(opened.signer),
+                serde_json::to_value(&opened.record).map_err(|e| e.to_string()),
+            ),
+            Err(e) => (Err(e.to_string()), Ok(Value::Null)),
+        }
     }
 
     /// The fields of a feed record that come from the inbox's metadata alone.
@@ -744,6 +863,109 @@ key = "sign.key"
         let key = pons_core::pseudonym::PseudonymKey::from_bytes(&[7; 32]).unwrap();
         let rt = Runtime::new(config, store, signer, trust(), key, system_clock());
         (rt, trust())
+    }
+
+    /// Every sink gets the record verified as at its reception, and the signature is
+    /// checked once for all of them: the second sink's record comes from the kept outcome
+    /// and is what a feed verifying afresh hands over.
+    #[tokio::test]
+    async fn a_record_is_verified_once_for_every_sink_and_handed_over_the_same() {
+        use crate::retention::tests::{everyone, pair, report, spiffe, MRR};
+
+        let dir = tempfile::tempdir().unwrap();
+        let start = OffsetDateTime::now_utc();
+        let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, start).unwrap();
+        let clock: crate::runtime::Clock = Arc::new(move || start);
+        let (a, c) = pair(&ca, dir.path(), &clock);
+        let id = *a
+            .rt
+            .submit(&everyone(), "cuta", MRR, &report(), None, None)
+            .await
+            .unwrap()
+            .as_uuid();
+        let frame =
+            c.rt.deliver(&spiffe("adolescence"), a.rt.envelope(id).unwrap())
+                .await;
+        assert!(
+            matches!(frame, pons_proto::Frame::Receipt { .. }),
+            "{frame:?}"
+        );
+        let rec = c.rt.store.inbox_get(id).unwrap().unwrap();
+        let trust = || {
+            Trust::new(
+                "pons.example",
+                &[ca.certificate().as_ref()],
+                &[] as &[&[u8]],
+            )
+            .unwrap()
+        };
+        // Two sinks (not started): the outcome serves both, then is forgotten.
+        let sinks = ["spool", "exec"]
+            .map(|name| SinkConfig {
+                name: name.into(),
+                kind: SinkKind::Stream,
+            })
+            .to_vec();
+        let feed = Feed::new(sinks, trust());
+        let kept = || feed.verified.lock().unwrap().outcomes.len();
+
+        let first = feed.record(&c.rt, "spool", &rec).unwrap();
+        assert_eq!(first["verification"]["verified"], true, "{first}");
+        assert_eq!(first["verification"]["signer"], "adolescence");
+        assert_eq!(first["record"]["id"], id.to_string());
+        assert_eq!(kept(), 1);
+        // Marked, to see that the next sink's record comes from it, not from verifying
+        // again.
+        {
+            let mut verified = feed.verified.lock().unwrap();
+            let slot = verified.outcomes.values_mut().next().unwrap();
+            let marked = OnceLock::new();
+            marked
+                .set(Ok(pons_core::NodeId::new("marked").unwrap()))
+                .unwrap();
+            slot.outcome = Arc::new(marked);
+        }
+        let second = feed.record(&c.rt, "exec", &rec).unwrap();
+        assert_eq!(second["verification"]["signer"], "marked", "{second}");
+        assert_eq!(kept(), 0, "forgotten once both sinks had it");
+        assert_eq!(second["record"], first["record"]);
+        assert_eq!(second["sink"], "exec");
+        // Forgotten: the next one verifies afresh, and hands over what the first did.
+        let third = feed.record(&c.rt, "spool", &rec).unwrap();
+        assert_eq!(third, first);
+    }
+
+    /// The outcomes kept are bounded: the oldest goes first.
+    #[test]
+    fn verification_outcomes_kept_are_bounded() {
+        let mut verified = Verified::default();
+        let key = |n: usize| {
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&(n as u64).to_be_bytes());
+            (hash, 0)
+        };
+        for n in 0..=VERIFIED_KEEP {
+            verified.slot(key(n)).set(Err(n.to_string())).unwrap();
+        }
+        assert_eq!(verified.outcomes.len(), VERIFIED_KEEP);
+        assert_eq!(verified.order.len(), VERIFIED_KEEP);
+        assert!(!verified.outcomes.contains_key(&key(0)), "the oldest went");
+        let n = |v: &Verified, k| v.outcomes[&key(k)].outcome.get().cloned();
+        assert_eq!(n(&verified, 1), Some(Err("1".into())));
+        assert_eq!(
+            n(&verified, VERIFIED_KEEP),
+            Some(Err(VERIFIED_KEEP.to_string()))
+        );
+        // The place of a kept outcome is the same one; used by every sink, it is forgotten.
+        assert_eq!(verified.slot(key(1)).get(), Some(&Err("1".into())));
+        verified.used(&key(1), 0b01, 0b11);
+        verified.used(&key(1), 0b01, 0b11);
+        assert!(
+            verified.outcomes.contains_key(&key(1)),
+            "one sink twice is one sink"
+        );
+        verified.used(&key(1), 0b10, 0b11);
+        assert!(!verified.outcomes.contains_key(&key(1)));
     }
 
     #[tokio::test]
