@@ -137,6 +137,36 @@ fn disclosed_to(entries: &[JournalEntry], sink: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every `disclose` entry of sink `sink` names the record's purpose and legal basis, the
+/// same as the entry of its reception.
+fn assert_disclosed_with_basis(entries: &[JournalEntry], sink: &str) {
+    let received: BTreeMap<_, _> = entries
+        .iter()
+        .filter(|e| e.operation == Operation::Receive)
+        .map(|e| (e.record_id, (e.purpose.clone(), e.legal_basis.clone())))
+        .collect();
+    let tag = format!("sink:{sink}");
+    let disclosed: Vec<&JournalEntry> = entries
+        .iter()
+        .filter(|e| e.operation == Operation::Disclose && e.justification.as_deref() == Some(&tag))
+        .collect();
+    assert!(!disclosed.is_empty(), "no disclose entry for {sink}");
+    for e in disclosed {
+        let basis = (e.purpose.clone(), e.legal_basis.clone());
+        assert!(
+            basis.0.is_some() && basis.1.is_some(),
+            "{sink}: entry {} has no purpose or legal basis",
+            e.seq
+        );
+        assert_eq!(
+            Some(&basis),
+            received.get(&e.record_id),
+            "{sink}: entry {}",
+            e.seq
+        );
+    }
+}
+
 /// Every id at most once, and the set equal to `expected`.
 fn assert_exactly(ids: &[String], expected: &BTreeSet<String>, what: &str) {
     let set: BTreeSet<String> = ids.iter().cloned().collect();
@@ -275,6 +305,8 @@ fn spool_writes_each_record_once_across_a_kill_of_the_node() {
         &expected,
         "disclose entries",
     );
+    // With the record's purpose and legal basis (a push sink: from the items handed over).
+    assert_disclosed_with_basis(&entries, "spool");
     assert_eq!(
         store.feed_cursor("spool").expect("cursor"),
         ids.len() as u64
@@ -546,6 +578,8 @@ fn stream_redelivers_what_was_not_acknowledged_across_a_kill() {
     let store = fed.store("cuta");
     let entries = journal(&store);
     assert_exactly(&disclosed_to(&entries, "cli"), &all, "cli disclose entries");
+    // With the record's purpose and legal basis (read back from the store for a stream).
+    assert_disclosed_with_basis(&entries, "cli");
     // Every read was journaled as a consultation by the reader, before it was shown.
     let reads: Vec<&JournalEntry> = entries
         .iter()

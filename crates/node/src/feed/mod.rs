@@ -68,6 +68,9 @@ pub(crate) struct Item {
     pub rec: InboxRecord,
     /// The feed record, JSON, one line without the newline.
     pub json: Vec<u8>,
+    /// The record's purpose and legal basis, for the `disclose` entry of its hand-over
+    /// (none when the record did not verify: read back from the store then).
+    pub basis: Option<(String, String)>,
 }
 
 /// What a push sink does. Workers call it with records in arrival order.
@@ -480,13 +483,17 @@ impl Feed {
     fn item(&self, runtime: &Runtime, sink: &str, rec: &InboxRecord) -> Result<Item, String> {
         let value = self.record(runtime, sink, rec)?;
         let json = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+        let field = |name: &str| value["record"][name].as_str().map(str::to_owned);
+        let basis = field("purpose").zip(field("legal_basis"));
         Ok(Item {
             rec: rec.clone(),
             json,
+            basis,
         })
     }
 
-    /// Moves `sink`'s cursor to `to` and journals a `disclose` per record handed over.
+    /// Moves `sink`'s cursor to `to` and journals a `disclose` per record handed over;
+    /// `items` are those just handed over, whose purpose and legal basis are known.
     async fn advance(
         &self,
         runtime: &Runtime,
@@ -494,14 +501,24 @@ impl Feed {
         to: u64,
         actor: &str,
         role: Option<&str>,
+        items: &[Item],
     ) -> Result<pons_store::FeedAdvance, StoreError> {
         // The record's purpose and legal basis are in its envelope, read before the
-        // transaction (whose closure may run more than once).
+        // transaction (whose closure may run more than once): from the items handed over,
+        // or else read back from the store.
         let cursor = runtime.store.feed_cursor(sink)?;
         let span = usize::try_from(to.saturating_sub(cursor)).unwrap_or(usize::MAX);
+        let known: HashMap<Uuid, &(String, String)> = items
+            .iter()
+            .filter_map(|i| Some((i.rec.id, i.basis.as_ref()?)))
+            .collect();
         let mut bases = HashMap::new();
         for rec in runtime.store.inbox_after(cursor, span)? {
-            bases.insert(rec.id, self.basis(runtime, &rec));
+            let basis = match known.get(&rec.id) {
+                Some(&basis) => Some(basis.clone()),
+                None => self.basis(runtime, &rec),
+            };
+            bases.insert(rec.id, basis);
         }
         let now = runtime.now();
         let node = runtime.node().clone();
@@ -678,9 +695,16 @@ async fn step<P: Push>(
     let pushed = push.push(&items).await;
     if pushed.taken > 0 {
         let to = items[pushed.taken - 1].rec.arrival_seq;
-        feed.advance(runtime, name, to, SYSTEM_ACTOR, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        feed.advance(
+            runtime,
+            name,
+            to,
+            SYSTEM_ACTOR,
+            None,
+            &items[..pushed.taken],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         feed.note(name, pushed.taken, None, runtime.now());
         *failures = 0;
     }
@@ -1031,6 +1055,7 @@ key = "sign.key"
                 journal_seq: u64::from(n),
             },
             json: json.as_bytes().to_vec(),
+            basis: None,
         }
     }
 }

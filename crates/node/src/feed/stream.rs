@@ -113,6 +113,7 @@ pub(crate) async fn ack(
             cursor,
             &caller.user,
             Some(Role::Operator.as_str()),
+            &[],
         )
         .await
         .map_err(|e| match e {
