@@ -557,6 +557,14 @@ receive = [{receive}]
         std::fs::read_to_string(path).unwrap()
     }
 
+    /// Submits the example report to cuta as a caseworker; the record's id.
+    pub(crate) async fn submit_report(rt: &Runtime) -> Uuid {
+        *rt.submit(&everyone(), "cuta", MRR, &report(), None, None)
+            .await
+            .unwrap()
+            .as_uuid()
+    }
+
     pub(crate) async fn ok(rt: &Runtime, request: Request) -> serde_json::Value {
         match rt.handle(everyone(), request).await {
             Response::Ok { body } => body,
@@ -610,12 +618,7 @@ receive = [{receive}]
         let (a, c) = pair(&ca, dir.path(), &clock);
 
         // Sent and received: both sides index the record's own dates.
-        let id = *a
-            .rt
-            .submit(&everyone(), "cuta", MRR, &report(), None, None)
-            .await
-            .unwrap()
-            .as_uuid();
+        let id = submit_report(&a.rt).await;
         let envelope = a.rt.envelope(id).expect("the record waits to be sent");
         let frame = c.rt.deliver(&spiffe("adolescence"), envelope).await;
         assert!(matches!(frame, Frame::Receipt { .. }), "{frame:?}");

@@ -301,9 +301,7 @@ mod tests {
 
     use super::*;
     use crate::control::Request;
-    use crate::retention::tests::{
-        everyone, hold, journal_of, ok, pair, report, spiffe, test_clock, MRR,
-    };
+    use crate::retention::tests::{hold, journal_of, ok, pair, spiffe, submit_report, test_clock};
     use crate::runtime::{Clock, Runtime};
 
     fn node(name: &str) -> NodeId {
@@ -414,13 +412,6 @@ mod tests {
         }
     }
 
-    async fn submit(rt: &Runtime) -> Uuid {
-        *rt.submit(&everyone(), "cuta", MRR, &report(), None, None)
-            .await
-            .unwrap()
-            .as_uuid()
-    }
-
     fn delivered(rt: &Runtime, id: Uuid) -> bool {
         matches!(
             rt.store.outbox_get(id).unwrap().unwrap().state,
@@ -445,9 +436,9 @@ mod tests {
         let (a, c) = pair(&ca, dir.path(), &clock);
         let cuta = node("cuta");
         let (r1, r2, r3) = (
-            submit(&a.rt).await,
-            submit(&a.rt).await,
-            submit(&a.rt).await,
+            submit_report(&a.rt).await,
+            submit_report(&a.rt).await,
+            submit_report(&a.rt).await,
         );
         let (e1, e2) = (a.rt.envelope(r1).unwrap(), a.rt.envelope(r2).unwrap());
         let both = receipt(c.rt.signer(), start, &[(r1, &e1), (r2, &e2)]);
@@ -511,7 +502,7 @@ mod tests {
         };
 
         // Kept from submit: sent as stored, without reading the store's copy.
-        let kept = submit(&a.rt).await;
+        let kept = submit_report(&a.rt).await;
         let stored = a.rt.store.outbox_envelope(kept).unwrap().unwrap();
         let copy = a.rt.sent.get(kept).expect("kept on submit");
         assert_eq!(&copy.envelope[..], &stored[..]);
@@ -526,7 +517,7 @@ mod tests {
 
         // Not kept (as after a restart): read from the store, for the send and for the
         // receipt, and journaled the same.
-        let restarted = submit(&a.rt).await;
+        let restarted = submit_report(&a.rt).await;
         a.rt.forget_sent(restarted);
         let envelope = a.rt.envelope(restarted).unwrap();
         assert_eq!(
@@ -540,7 +531,7 @@ mod tests {
         assert_eq!(disclosed(&a.rt, restarted), disclosed(&a.rt, kept));
 
         // Erased before it was sent: not sent, and its copy leaves memory with it.
-        let erased = submit(&a.rt).await;
+        let erased = submit_report(&a.rt).await;
         assert!(a.rt.sent.get(erased).is_some());
         let review = Request::Review {
             id: erased.to_string(),

@@ -866,6 +866,16 @@ cert = "sign.pem"
 key = "sign.key"
 "#;
 
+    /// The federation's trust: `ca`, no CRL.
+    fn trust_of(ca: &DevCa) -> Trust {
+        Trust::new(
+            "pons.example",
+            &[ca.certificate().as_ref()],
+            &[] as &[&[u8]],
+        )
+        .unwrap()
+    }
+
     /// A runtime of node cuta over a store in `dir`, and the federation's trust.
     fn runtime(dir: &Path) -> (Runtime, Trust) {
         let now = OffsetDateTime::now_utc();
@@ -874,14 +884,7 @@ key = "sign.key"
             .issue(&pons_core::NodeId::new("cuta").unwrap(), now)
             .unwrap();
         let signer = cuta.identity(now).unwrap().signer().unwrap();
-        let trust = || {
-            Trust::new(
-                "pons.example",
-                &[ca.certificate().as_ref()],
-                &[] as &[&[u8]],
-            )
-            .unwrap()
-        };
+        let trust = || trust_of(&ca);
         let config = crate::Config::parse(CONFIG, &dir.join("node.toml")).unwrap();
         let store = Store::open(dir.join("db"), Options::default()).unwrap();
         let key = pons_core::pseudonym::PseudonymKey::from_bytes(&[7; 32]).unwrap();
@@ -894,19 +897,14 @@ key = "sign.key"
     /// and is what a feed verifying afresh hands over.
     #[tokio::test]
     async fn a_record_is_verified_once_for_every_sink_and_handed_over_the_same() {
-        use crate::retention::tests::{everyone, pair, report, spiffe, MRR};
+        use crate::retention::tests::{pair, spiffe, submit_report};
 
         let dir = tempfile::tempdir().unwrap();
         let start = OffsetDateTime::now_utc();
         let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, start).unwrap();
         let clock: crate::runtime::Clock = Arc::new(move || start);
         let (a, c) = pair(&ca, dir.path(), &clock);
-        let id = *a
-            .rt
-            .submit(&everyone(), "cuta", MRR, &report(), None, None)
-            .await
-            .unwrap()
-            .as_uuid();
+        let id = submit_report(&a.rt).await;
         let frame =
             c.rt.deliver(&spiffe("adolescence"), a.rt.envelope(id).unwrap())
                 .await;
@@ -915,14 +913,7 @@ key = "sign.key"
             "{frame:?}"
         );
         let rec = c.rt.store.inbox_get(id).unwrap().unwrap();
-        let trust = || {
-            Trust::new(
-                "pons.example",
-                &[ca.certificate().as_ref()],
-                &[] as &[&[u8]],
-            )
-            .unwrap()
-        };
+        let trust = || trust_of(&ca);
         // Two sinks (not started): the outcome serves both, then is forgotten.
         let sinks = ["spool", "exec"]
             .map(|name| SinkConfig {
