@@ -324,17 +324,12 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
             &report,
             args,
             nats.is_some(),
-            &nodes.pids(),
+            &nodes.processes(),
         )
         .await;
         let node_peak_rss = nodes.peak_rss();
-        let node_names = nodes.names();
         nodes.stop().await?;
-        result.map(|m| Measured {
-            node_peak_rss,
-            node_names,
-            ..m
-        })
+        result.map(|m| Measured { node_peak_rss, ..m })
     })?;
     drop(runtime);
 
@@ -365,8 +360,6 @@ struct Measured {
     feed: Option<FeedRates>,
     /// Each node's peak RSS, by node, when they ran in processes of their own.
     node_peak_rss: Option<BTreeMap<String, u64>>,
-    /// The node processes' names, in the order of `before.node_cpu` (empty in-process).
-    node_names: Vec<String>,
 }
 
 /// Warms the connection up, submits every record, waits for every receipt.
@@ -376,7 +369,7 @@ async fn drive(
     report: &str,
     args: &BenchArgs,
     nats: bool,
-    node_pids: &[u32],
+    node_processes: &[(String, u32)],
 ) -> anyhow::Result<Measured> {
     // One record first, not measured: the QUIC connection and the stores' first writes.
     let warm = submit(
@@ -399,7 +392,7 @@ async fn drive(
 
     let data = socket.parent().unwrap_or(socket);
     let device_before = measure::device_written(data);
-    let before = Usage::with_nodes(node_pids)?;
+    let before = Usage::with_nodes(node_processes)?;
     let clock = Instant::now();
     let wall = OffsetDateTime::now_utc();
     // The same moment on the clock `perf record -k CLOCK_MONOTONIC` stamps samples with.
@@ -468,7 +461,7 @@ async fn drive(
             .map_err(|_| anyhow!("the open loop's pacing thread panicked"))?;
     }
     wait_delivered(socket, args.records + 1).await?;
-    let after = Usage::with_nodes(node_pids)?;
+    let after = Usage::with_nodes(node_processes)?;
     let device_after = measure::device_written(data);
     let wall_start = wall;
     let wall = clock.elapsed();
@@ -531,7 +524,6 @@ async fn drive(
         device_after,
         feed,
         node_peak_rss: None,
-        node_names: Vec::new(),
     })
 }
 
@@ -681,14 +673,13 @@ fn free_port() -> anyhow::Result<u16> {
 /// ran in processes of their own.
 fn cpu_by_process(m: &Measured, n: f64) -> Option<BTreeMap<String, f64>> {
     let (before, after) = (&m.before.node_cpu, &m.after.node_cpu);
-    if m.node_names.is_empty() || before.len() != m.node_names.len() || after.len() != before.len()
-    {
+    if after.is_empty() {
         return None;
     }
     let mut by = BTreeMap::new();
     let mut nodes = Duration::ZERO;
-    for ((name, b), a) in m.node_names.iter().zip(before).zip(after) {
-        let used = a.saturating_sub(*b);
+    for (name, a) in after {
+        let used = a.saturating_sub(before.get(name).copied().unwrap_or_default());
         nodes += used;
         by.insert(name.clone(), used.as_secs_f64() / n);
     }

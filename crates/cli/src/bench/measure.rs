@@ -1,11 +1,11 @@
 //! What the process used: CPU time and peak memory (`getrusage`), bytes written to storage
 //! (`/proc/self/io`), bytes on disk (a directory walk), and latency percentiles.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-
-use anyhow::Context;
 use std::time::Duration;
 
+use anyhow::Context;
 use nix::sys::resource::{getrusage, UsageWho};
 use serde::Serialize;
 
@@ -19,21 +19,21 @@ pub struct Usage {
     /// Bytes this process caused to be sent to the storage layer (`write_bytes`), if the
     /// kernel accounts them (it does not inside some containers).
     pub write_bytes: Option<u64>,
-    /// The CPU time of each node process of [`Usage::with_nodes`], in its order (included
-    /// in `cpu`); empty for [`Usage::now`].
-    pub node_cpu: Vec<Duration>,
+    /// The CPU time of each node process of [`Usage::with_nodes`], by node (included in
+    /// `cpu`); empty for [`Usage::now`].
+    pub node_cpu: BTreeMap<String, Duration>,
 }
 
 impl Usage {
-    /// This process's usage now plus that of the node processes `nodes` (`pons bench`
-    /// without `--in-process`): CPU time and bytes written summed; the peak RSS is this process's
-    /// alone (each node's is [`node_peak_rss`]).
-    pub fn with_nodes(nodes: &[u32]) -> anyhow::Result<Self> {
+    /// This process's usage now plus that of the node processes `nodes` (name and pid;
+    /// `pons bench` without `--in-process`): CPU time and bytes written summed; the peak
+    /// RSS is this process's alone (each node's is [`node_peak_rss`]).
+    pub fn with_nodes(nodes: &[(String, u32)]) -> anyhow::Result<Self> {
         let mut usage = Usage::now()?;
-        for &pid in nodes {
+        for &(ref name, pid) in nodes {
             let cpu = node_cpu(pid)?;
             usage.cpu += cpu;
-            usage.node_cpu.push(cpu);
+            usage.node_cpu.insert(name.clone(), cpu);
             usage.write_bytes = match (
                 usage.write_bytes,
                 proc_io_of(&pid.to_string(), "write_bytes"),
@@ -57,7 +57,7 @@ impl Usage {
             // Linux reports ru_maxrss in KiB.
             peak_rss: (r.max_rss().max(0) as u64) * 1024,
             write_bytes: proc_io("write_bytes"),
-            node_cpu: Vec::new(),
+            node_cpu: BTreeMap::new(),
         })
     }
 }

@@ -47,23 +47,14 @@ impl Nodes {
         Ok(Nodes::Tasks(running))
     }
 
-    /// The nodes' process ids, if they run in processes of their own (else none).
-    pub fn pids(&self) -> Vec<u32> {
-        match self {
-            Nodes::Tasks(_) => Vec::new(),
-            Nodes::Processes(p) => p.iter().filter_map(NodeProcess::pid).collect(),
-        }
-    }
-
-    /// The nodes' names, in the order of [`Nodes::pids`], if they run in processes of
-    /// their own (else none).
-    pub fn names(&self) -> Vec<String> {
+    /// Each node's name and process id, if they run in processes of their own (else
+    /// none).
+    pub fn processes(&self) -> Vec<(String, u32)> {
         match self {
             Nodes::Tasks(_) => Vec::new(),
             Nodes::Processes(p) => p
                 .iter()
-                .filter(|n| n.pid().is_some())
-                .map(|n| n.name.clone())
+                .filter_map(|n| Some((n.name.clone(), n.pid()?)))
                 .collect(),
         }
     }
@@ -72,9 +63,10 @@ impl Nodes {
     pub fn peak_rss(&self) -> Option<BTreeMap<String, u64>> {
         match self {
             Nodes::Tasks(_) => None,
-            Nodes::Processes(p) => Some(
-                p.iter()
-                    .filter_map(|n| Some((n.name.clone(), measure::node_peak_rss(n.pid()?)?)))
+            Nodes::Processes(_) => Some(
+                self.processes()
+                    .into_iter()
+                    .filter_map(|(name, pid)| Some((name, measure::node_peak_rss(pid)?)))
                     .collect(),
             ),
         }
