@@ -1009,13 +1009,10 @@ impl Runtime {
         let mut waiting: BTreeMap<NodeId, (usize, Option<OffsetDateTime>)> = BTreeMap::new();
         for (peer, queue) in self.store.pending_queues().map_err(runtime)? {
             let oldest = match queue.oldest {
-                Some(id) => self
-                    .store
-                    .outbox_get(id)
-                    .map_err(runtime)?
-                    .map(|r| r.created),
+                Some(id) => self.store.outbox_get(id).map_err(runtime)?,
                 None => None,
-            };
+            }
+            .map(|r| r.created);
             waiting.insert(peer, (queue.len, oldest));
         }
         let peers = self.peers.lock().map(|p| p.clone()).unwrap_or_default();

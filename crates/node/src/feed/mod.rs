@@ -170,10 +170,18 @@ impl Verified {
         Arc::clone(&slot.outcome)
     }
 
-    /// Sink `sink` (its bit) used `key`'s outcome; forgotten once all of `every` did.
-    fn used(&mut self, key: &VerifiedKey, sink: u64, every: u64) {
+    /// The sink at place `sink` of the feed's `sinks` used `key`'s outcome; it is forgotten
+    /// once all of them did. A sink that is not one of them (`None`), or past the 64th,
+    /// counts for none: the outcome is then kept until it is pushed out.
+    fn used(&mut self, key: &VerifiedKey, sink: Option<usize>, sinks: usize) {
+        let bit = sink.filter(|&i| i < 64).map_or(0, |i| 1u64 << i);
+        let every = if sinks >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << sinks) - 1
+        };
         if let Some(slot) = self.outcomes.get_mut(key) {
-            slot.used |= sink;
+            slot.used |= bit;
             if slot.used & every == every {
                 self.outcomes.remove(key);
             }
@@ -397,22 +405,11 @@ impl Feed {
                 outcome
             })
             .clone();
-        // A sink's bit; a name that is no sink of this feed (none are, but a caller could
-        // pass one), or a sink past the 64th, keeps the outcome until it is pushed out.
-        let bit = self
-            .sinks
-            .iter()
-            .position(|s| s.name == sink)
-            .filter(|&i| i < 64)
-            .map_or(0, |i| 1u64 << i);
-        let every = match self.sinks.len() {
-            n if n >= 64 => u64::MAX,
-            n => (1u64 << n) - 1,
-        };
+        let place = self.sinks.iter().position(|s| s.name == sink);
         self.verified
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .used(&key, bit, every);
+            .used(&key, place, self.sinks.len());
         let record = match (&outcome, opened) {
             (_, Some(record)) => record?,
             // These bytes verified for another sink: decoded without checking the
@@ -973,13 +970,13 @@ key = "sign.key"
         );
         // The place of a kept outcome is the same one; used by every sink, it is forgotten.
         assert_eq!(verified.slot(key(1)).get(), Some(&Err("1".into())));
-        verified.used(&key(1), 0b01, 0b11);
-        verified.used(&key(1), 0b01, 0b11);
+        verified.used(&key(1), Some(0), 2);
+        verified.used(&key(1), Some(0), 2);
         assert!(
             verified.outcomes.contains_key(&key(1)),
             "one sink twice is one sink"
         );
-        verified.used(&key(1), 0b10, 0b11);
+        verified.used(&key(1), Some(1), 2);
         assert!(!verified.outcomes.contains_key(&key(1)));
     }
 
