@@ -213,7 +213,17 @@ pub(crate) struct Wal {
     max_record: usize,
     /// The zero-filling ahead of the write position (sync on only).
     room: Arc<Room>,
+    /// The segment's bytes from the last [`BLOCK`] boundary at or before `len` up to `len`.
+    /// Each append writes them again ahead of its record, and zeros after the record up to
+    /// the next boundary, so every write covers whole blocks: the kernel then never reads a
+    /// block from the disk to complete a partial write of a page it does not hold (the
+    /// filler's zeros bypass the page cache, and a recycled spare's pages may be gone). Such
+    /// a read is synchronous, on the commit's path.
+    tail: Vec<u8>,
 }
+
+/// The log writes whole blocks of this size (see [`Wal::tail`]).
+const BLOCK: u64 = 4096;
 
 /// A segment to start: the checkpointer may delete every segment before it once sled is
 /// flushed.
@@ -242,6 +252,7 @@ impl Wal {
             segment_bytes: SEGMENT_BYTES,
             max_record: MAX_RECORD as usize,
             room,
+            tail: MAGIC.to_vec(),
         })
     }
 
@@ -266,15 +277,24 @@ impl Wal {
         } else {
             None
         };
+        // Whole blocks, from the block `len` is in to the one the record ends in.
+        let start = self.len - self.tail.len() as u64;
+        let end = self.len + record.len() as u64;
+        let mut out = Vec::with_capacity((end.next_multiple_of(BLOCK) - start) as usize);
+        out.extend_from_slice(&self.tail);
+        out.extend_from_slice(&record);
+        out.resize((end.next_multiple_of(BLOCK) - start) as usize, 0);
         if self.sync {
-            let end = self.len + record.len() as u64;
+            let written_end = start + out.len() as u64;
             self.room
-                .before_write(&self.file, self.len, end, self.segment_bytes);
+                .before_write(&self.file, start, written_end, self.segment_bytes);
         }
-        self.file
-            .write_all_at(&record, self.len)
-            .map_err(io(&self.dir))?;
-        self.len += record.len() as u64;
+        self.file.write_all_at(&out, start).map_err(io(&self.dir))?;
+        self.len = end;
+        let kept = (end - end / BLOCK * BLOCK) as usize;
+        let at = (end - start) as usize - kept;
+        self.tail.clear();
+        self.tail.extend_from_slice(&out[at..at + kept]);
         Ok(rolled)
     }
 
@@ -293,6 +313,7 @@ impl Wal {
                 self.file.sync_all().map_err(io(&self.dir))?;
             }
             self.len = MAGIC.len() as u64;
+            self.tail = MAGIC.to_vec();
             return self.room.new_segment(&self.file);
         }
         self.roll(next, false)
@@ -309,6 +330,7 @@ impl Wal {
         self.room.new_segment(&self.file)?;
         self.first = first;
         self.len = MAGIC.len() as u64;
+        self.tail = MAGIC.to_vec();
         Ok(())
     }
 
@@ -331,7 +353,7 @@ const FILL_AFTER: u64 = 1 << 20;
 const FILL_PIECE: usize = 256 << 10;
 
 /// The alignment of a chunk and of the filler's buffer: what `O_DIRECT` asks of both.
-const FILL_ALIGN: u64 = 4096;
+const FILL_ALIGN: u64 = BLOCK;
 
 /// How far ahead of the write position the filler starts; the next fill is asked for when
 /// the write position comes within twice this of the filled end.
@@ -911,6 +933,40 @@ mod tests {
         filler.join().unwrap();
     }
 
+    /// Each append writes whole blocks: the record, the bytes of the block it starts in
+    /// written again before it, zeros after it. Records that share a block, and ones that
+    /// span several, all read back, and the zeros end the log.
+    #[test]
+    fn appends_write_whole_blocks_and_keep_the_records_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::start(dir.path(), 1, false, Arc::default()).unwrap();
+        let path = segment_path(dir.path(), 1);
+        let sizes = [10usize, 3000, 1, 4096, 4000, 9000, 96, 8180, 0, 700];
+        for (i, size) in sizes.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let mut w = Writes::default();
+            w.trees[0].insert(
+                IVec::from(&[i as u8][..]),
+                Some(IVec::from(vec![i as u8; *size])),
+            );
+            wal.append(seq, &w).unwrap();
+            let data = std::fs::read(&path).unwrap();
+            assert_eq!(data.len() as u64 % BLOCK, 0, "record {seq}: whole blocks");
+            assert!(
+                data[wal.len as usize..].iter().all(|b| *b == 0),
+                "record {seq}: zeros after"
+            );
+            let read = read_all(dir.path()).unwrap();
+            assert_eq!(read.len() as u64, seq);
+            for (j, (_, w)) in read.iter().enumerate() {
+                assert_eq!(
+                    w.trees[0][&[j as u8][..]],
+                    Some(IVec::from(vec![j as u8; sizes[j]]))
+                );
+            }
+        }
+    }
+
     #[test]
     fn a_torn_last_record_ends_the_log() {
         let dir = tempfile::tempdir().unwrap();
@@ -918,9 +974,10 @@ mod tests {
         wal.append(1, &writes(1)).unwrap();
         wal.append(2, &writes(2)).unwrap();
         let path = segment_path(dir.path(), 1);
-        let len = std::fs::metadata(&path).unwrap().len();
+        // The file goes on to a block boundary, in zeros.
+        assert_eq!(std::fs::metadata(&path).unwrap().len() % BLOCK, 0);
         let f = OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(len - 5).unwrap();
+        f.set_len(wal.len - 5).unwrap();
         let seqs: Vec<u64> = read_all(dir.path()).unwrap().iter().map(|r| r.0).collect();
         assert_eq!(seqs, [1]);
     }
@@ -930,11 +987,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::start(dir.path(), 1, false, Arc::default()).unwrap();
         wal.append(1, &writes(1)).unwrap();
+        let last = wal.len as usize - 1;
         wal.len = SEGMENT_BYTES;
         wal.append(2, &writes(2)).unwrap();
         let path = segment_path(dir.path(), 1);
         let mut data = std::fs::read(&path).unwrap();
-        let last = data.len() - 1;
         data[last] ^= 0xff;
         std::fs::write(&path, data).unwrap();
         let err = read_all(dir.path()).err().expect("refused");
