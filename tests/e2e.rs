@@ -8,6 +8,8 @@ mod util;
 
 #[path = "e2e/cli.rs"]
 mod cli;
+#[path = "e2e/deploy.rs"]
+mod deploy;
 #[path = "e2e/exchange.rs"]
 mod exchange;
 #[path = "e2e/faults.rs"]

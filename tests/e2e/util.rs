@@ -217,6 +217,11 @@ impl Federation {
             .unwrap_or_else(|| panic!("{node} is not a node of this federation"))
     }
 
+    /// The node's directory (`node.toml`, `certs/`, `data/`, as `pons init` makes them).
+    pub fn dir(&self, node: &str) -> PathBuf {
+        self.node(node).dir.clone()
+    }
+
     /// The node's configuration file.
     pub fn config(&self, node: &str) -> PathBuf {
         self.node(node).config.clone()
@@ -270,6 +275,16 @@ impl Federation {
 
     /// Starts `pons node run` for `node` and waits for its `ready` line.
     pub fn start(&mut self, node: &str) -> Ready {
+        let mut command = Command::new(PONS);
+        command
+            .args(["node", "run", "--config"])
+            .arg(&self.node(node).config);
+        self.start_with(node, command)
+    }
+
+    /// Starts `node` with `command` (which must end in `pons node run` for the node's
+    /// directory, as an entrypoint script does) and waits for its `ready` line.
+    pub fn start_with(&mut self, node: &str, mut command: Command) -> Ready {
         let n = self.node(node);
         assert!(n.child.is_none(), "{node} is already running");
         let log = File::options()
@@ -277,16 +292,14 @@ impl Federation {
             .append(true)
             .open(&n.log)
             .expect("open the node log");
-        let mut child = Command::new(PONS)
-            .args(["node", "run", "--config"])
-            .arg(&n.config)
+        let mut child = command
             .current_dir(self.path())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
-            .expect("spawn pons node run");
+            .expect("spawn the node");
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         // Drains stdout for the node's whole life, so that it never blocks on a full pipe.
