@@ -291,7 +291,7 @@ impl Wal {
         }
         self.file.write_all_at(&out, start).map_err(io(&self.dir))?;
         self.len = end;
-        let kept = (end - end / BLOCK * BLOCK) as usize;
+        let kept = (end % BLOCK) as usize;
         let at = (end - start) as usize - kept;
         self.tail.clear();
         self.tail.extend_from_slice(&out[at..at + kept]);
