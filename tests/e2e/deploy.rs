@@ -186,3 +186,67 @@ fn the_entrypoint_without_a_node_id_says_what_is_missing_and_starts_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("PONS_NODE_ID"));
     assert!(!fed.config("cuta").exists(), "nothing was made");
 }
+
+/// The mode of `path`'s permission bits.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Under the unit's `UMask=0077`, `pons init` and the node still make what the control
+/// socket's group needs: directories it can enter, a `node.toml` it can read; secrets stay
+/// the owner's.
+#[test]
+fn under_the_units_strict_umask_the_group_can_still_reach_the_node() {
+    let mut fed = Federation::new(&["cuta"]);
+    let dir = fed.dir("cuta");
+    let init = Command::new("sh")
+        .args([
+            "-c",
+            r#"umask 077; exec "$0" "$@""#,
+            PONS,
+            "init",
+            "--node-id",
+            "cuta",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--certs")
+        .arg(fed.certs())
+        .args(["--listen", &fed.addr("cuta").to_string()])
+        .output()
+        .expect("run pons init");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    // The daemon makes a missing data directory the same way.
+    std::fs::remove_dir(dir.join("data")).expect("remove data/");
+    let mut run = Command::new("sh");
+    run.args(["-c", r#"umask 077; exec "$0" node run --config "$1""#, PONS])
+        .arg(fed.config("cuta"));
+    fed.start_with("cuta", run);
+
+    for (path, expected) in [
+        (dir.clone(), 0o750),
+        (dir.join("certs"), 0o750),
+        (dir.join("data"), 0o750),
+        (dir.join("node.toml"), 0o644),
+        (dir.join("certs/ca.pem"), 0o644),
+        (dir.join("certs/tls.key"), 0o600),
+        (dir.join("certs/master.key"), 0o600),
+        (dir.join("data/control.sock"), 0o660),
+    ] {
+        assert_eq!(
+            format!("{:o}", mode(&path)),
+            format!("{expected:o}"),
+            "the mode of {}",
+            path.display()
+        );
+    }
+}

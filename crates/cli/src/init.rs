@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
@@ -50,18 +50,10 @@ pub fn make(args: &InitArgs) -> Result<std::path::PathBuf, crate::exit::Failure>
         .invalid();
     }
     let certs = args.dir.join("certs");
-    for dir in [&args.dir, &certs] {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(dir)
+    for dir in [&args.dir, &certs, &args.dir.join("data")] {
+        pons_node::daemon::make_group_dir(dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(args.dir.join("data"))
-        .with_context(|| format!("cannot create {}", args.dir.join("data").display()))?;
 
     let dev;
     let src = match &args.certs {
@@ -204,17 +196,18 @@ fn copy(from: &Path, to: &Path, secret: bool) -> anyhow::Result<()> {
     write_new(to, &bytes, secret)
 }
 
-/// Writes a file; secrets are created with mode 0600 (never widened, then narrowed).
+/// Writes a file; secrets are created with mode 0600 (never widened, then narrowed), the
+/// rest 0644 whatever the umask (the CLI's users read `node.toml` and the certificates).
 fn write_new(path: &Path, bytes: &[u8], secret: bool) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(path);
+    let mode = if secret { 0o600 } else { 0o644 };
     let mut options = std::fs::OpenOptions::new();
-    options
-        .write(true)
-        .create_new(true)
-        .mode(if secret { 0o600 } else { 0o644 });
+    options.write(true).create_new(true).mode(mode);
     let mut file = options
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
     file.write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.sync_all()?;

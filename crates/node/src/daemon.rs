@@ -269,17 +269,28 @@ pub async fn run(
     Ok(())
 }
 
-/// Creates the data directory with mode 0750 (the control socket's group may enter).
+/// Makes a node directory (its own, `certs/`, `data/`) that does not exist with mode 0750,
+/// whatever the process's umask: the control socket's group must be able to enter it (a
+/// systemd unit's `UMask=0077` would make it 0700). One that exists keeps the mode its
+/// operator gave it.
+pub fn make_group_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))
+}
+
+/// Makes the data directory (see [`make_group_dir`]) and refuses one open to others.
 fn make_private_dir(dir: &std::path::Path) -> Result<(), NodeError> {
     let io = |source| NodeError::Io {
         what: format!("data directory {}", dir.display()),
         source,
     };
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
-        .map_err(io)?;
+    make_group_dir(dir).map_err(io)?;
     let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode() & 0o777;
     if mode & 0o007 != 0 {
         return Err(NodeError::Config {
