@@ -995,7 +995,6 @@ mod checkpoint_tests {
     use std::path::Path;
 
     use pons_core::journal::JournalDraft;
-    use pons_core::Trust;
     use pons_pki::devca::DevCa;
     use pons_pki::KeyAlgorithm;
     use pons_store::{Options, Store};
@@ -1029,12 +1028,7 @@ key = "sign.key"
         let now = OffsetDateTime::now_utc();
         let issued = ca.issue(&NodeId::new(node).unwrap(), now).unwrap();
         let signer = issued.identity(now).unwrap().signer().unwrap();
-        let trust = Trust::new(
-            "pons.example",
-            &[ca.certificate().as_ref()],
-            &[] as &[&[u8]],
-        )
-        .unwrap();
+        let trust = crate::retention::tests::trust_of(ca);
         let config = crate::Config::parse(&(config(node) + extra), &dir.join("node.toml")).unwrap();
         let store = Store::open(dir.join(node), Options::default()).unwrap();
         let key = pons_core::pseudonym::PseudonymKey::from_bytes(&[7; 32]).unwrap();

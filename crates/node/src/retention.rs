@@ -491,16 +491,21 @@ receive = [{receive}]
         pub(crate) rt: Runtime,
     }
 
-    fn node(ca: &DevCa, node: &str, cfg: String, dir: &Path, clock: Clock) -> Node {
-        let now = clock();
-        let issued = ca.issue(&NodeId::new(node).unwrap(), now).unwrap();
-        let signer = issued.identity(now).unwrap().signer().unwrap();
-        let trust = Trust::new(
+    /// The test federation's trust: `ca`, no CRL.
+    pub(crate) fn trust_of(ca: &DevCa) -> Trust {
+        Trust::new(
             "pons.example",
             &[ca.certificate().as_ref()],
             &[] as &[&[u8]],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    fn node(ca: &DevCa, node: &str, cfg: String, dir: &Path, clock: Clock) -> Node {
+        let now = clock();
+        let issued = ca.issue(&NodeId::new(node).unwrap(), now).unwrap();
+        let signer = issued.identity(now).unwrap().signer().unwrap();
+        let trust = trust_of(ca);
         let config = crate::Config::parse(&cfg, &dir.join("node.toml")).unwrap();
         let mut options = Options::default();
         options.master_key = Some(pons_store::MasterKey::from_bytes(&[9; 32]).unwrap());

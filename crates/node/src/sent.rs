@@ -290,7 +290,7 @@ mod tests {
 
     use pons_core::journal::Operation;
     use pons_core::receipt::{ReceiptItem, RECEIPT_VERSION};
-    use pons_core::{NodeId, Signer, Trust};
+    use pons_core::{NodeId, Signer};
     use pons_pki::devca::DevCa;
     use pons_pki::KeyAlgorithm;
     use pons_proto::Frame;
@@ -301,7 +301,9 @@ mod tests {
 
     use super::*;
     use crate::control::Request;
-    use crate::retention::tests::{hold, journal_of, ok, pair, spiffe, submit_report, test_clock};
+    use crate::retention::tests::{
+        hold, journal_of, ok, pair, spiffe, submit_report, test_clock, trust_of,
+    };
     use crate::runtime::{Clock, Runtime};
 
     fn node(name: &str) -> NodeId {
@@ -311,15 +313,6 @@ mod tests {
     fn signer(ca: &DevCa, name: &str, now: OffsetDateTime) -> Signer {
         let issued = ca.issue(&node(name), now).unwrap();
         issued.identity(now).unwrap().signer().unwrap()
-    }
-
-    fn trust(ca: &DevCa) -> Trust {
-        Trust::new(
-            "pons.example",
-            &[ca.certificate().as_ref()],
-            &[] as &[&[u8]],
-        )
-        .unwrap()
     }
 
     /// A receipt from cuta to adolescence covering `items` (id, envelope), as a receiver
@@ -372,7 +365,7 @@ mod tests {
     fn verified_receipts_evict_the_oldest_and_expire() {
         let now = OffsetDateTime::now_utc();
         let ca = DevCa::new("pons.example", KeyAlgorithm::Ed25519, now).unwrap();
-        let (signer, trust) = (signer(&ca, "cuta", now), trust(&ca));
+        let (signer, trust) = (signer(&ca, "cuta", now), trust_of(&ca));
         let id = Uuid::now_v7();
         let receipts: Vec<Vec<u8>> = (0..3)
             .map(|i| receipt(&signer, now + Duration::seconds(i), &[(id, b"bytes")]))

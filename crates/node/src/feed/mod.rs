@@ -847,6 +847,7 @@ pub(crate) mod tests {
     use pons_store::{NewInboxRecord, Options, Store};
 
     use super::*;
+    use crate::retention::tests::trust_of;
     use crate::runtime::system_clock;
 
     const CONFIG: &str = r#"
@@ -862,16 +863,6 @@ key = "tls.key"
 cert = "sign.pem"
 key = "sign.key"
 "#;
-
-    /// The federation's trust: `ca`, no CRL.
-    fn trust_of(ca: &DevCa) -> Trust {
-        Trust::new(
-            "pons.example",
-            &[ca.certificate().as_ref()],
-            &[] as &[&[u8]],
-        )
-        .unwrap()
-    }
 
     /// A runtime of node cuta over a store in `dir`, and the federation's trust.
     fn runtime(dir: &Path) -> (Runtime, Trust) {
