@@ -222,7 +222,8 @@ pub(crate) struct Wal {
     tail: Vec<u8>,
 }
 
-/// The log writes whole blocks of this size (see [`Wal::tail`]).
+/// The log writes whole blocks of this size (see [`Wal::tail`]); it is also the alignment of
+/// the filler's chunks and buffer, which `O_DIRECT` asks of both.
 const BLOCK: u64 = 4096;
 
 /// A segment to start: the checkpointer may delete every segment before it once sled is
@@ -280,12 +281,12 @@ impl Wal {
         // Whole blocks, from the block `len` is in to the one the record ends in.
         let start = self.len - self.tail.len() as u64;
         let end = self.len + record.len() as u64;
-        let mut out = Vec::with_capacity((end.next_multiple_of(BLOCK) - start) as usize);
+        let written_end = end.next_multiple_of(BLOCK);
+        let mut out = Vec::with_capacity((written_end - start) as usize);
         out.extend_from_slice(&self.tail);
         out.extend_from_slice(&record);
-        out.resize((end.next_multiple_of(BLOCK) - start) as usize, 0);
+        out.resize((written_end - start) as usize, 0);
         if self.sync {
-            let written_end = start + out.len() as u64;
             self.room
                 .before_write(&self.file, start, written_end, self.segment_bytes);
         }
@@ -351,9 +352,6 @@ const FILL_AFTER: u64 = 1 << 20;
 
 /// How much of a chunk the filler writes between two fdatasyncs.
 const FILL_PIECE: usize = 256 << 10;
-
-/// The alignment of a chunk and of the filler's buffer: what `O_DIRECT` asks of both.
-const FILL_ALIGN: u64 = BLOCK;
 
 /// How far ahead of the write position the filler starts; the next fill is asked for when
 /// the write position comes within twice this of the filled end.
@@ -441,10 +439,7 @@ impl Room {
             && end + 2 * FILL_AHEAD > state.filled
         {
             // Block-aligned, so that the filler can write it without the page cache.
-            let start = state
-                .filled
-                .max(end + FILL_AHEAD)
-                .next_multiple_of(FILL_ALIGN);
+            let start = state.filled.max(end + FILL_AHEAD).next_multiple_of(BLOCK);
             state.filling = Some(Fill {
                 file: Arc::clone(file),
                 start,
@@ -458,8 +453,8 @@ impl Room {
 
     /// The filler thread's loop: fill each chunk asked for, until the store closes.
     pub(crate) fn run_filler(&self) {
-        let buffer = vec![0u8; FILL_PIECE + FILL_ALIGN as usize];
-        let offset = buffer.as_ptr().align_offset(FILL_ALIGN as usize);
+        let buffer = vec![0u8; FILL_PIECE + BLOCK as usize];
+        let offset = buffer.as_ptr().align_offset(BLOCK as usize);
         let zeros = &buffer[offset..offset + FILL_PIECE];
         loop {
             let fill = {
