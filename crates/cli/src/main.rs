@@ -1,5 +1,11 @@
 //! `pons`: the one binary of Pons. See `pons --help`.
 
+/// jemalloc rather than glibc's allocator: a record's buffers of 1–4 KiB (bodies, envelopes,
+/// sled's pages) are past glibc's thread cache, and its shared bins cost ~10 % of the nodes'
+/// CPU per record (docs/performance.md, "jemalloc").
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;
