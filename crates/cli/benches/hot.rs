@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use pons_core::envelope::{open_record, seal_record};
 use pons_core::journal::{JournalDraft, JournalEntry, Operation, Outcome};
 use pons_core::receipt::{Receipt, ReceiptItem, RECEIPT_VERSION};
+use pons_core::retention::RetentionPolicy;
 use pons_core::validate::{Draft, DraftContext};
-use pons_core::{cose, NodeId, PseudonymKey, RecordId};
+use pons_core::{cose, ClassName, NodeId, PseudonymKey, RecordId};
 use pons_pki::{dev_ca, FederationTrust, KeyAlgorithm, NodeIdentity};
 use pons_proto::Frame;
 use time::OffsetDateTime;
@@ -73,6 +74,9 @@ fn main() {
             .signer()
             .expect("receiver signer");
         let key = PseudonymKey::from_bytes(&[42; 32]).unwrap();
+        // The dates a node fills in for a report that gives none (as the example does).
+        let (review_by, erase_by) =
+            RetentionPolicy::default_for(ClassName::MinorRiskReport).deadlines(now.date());
         let ctx = DraftContext {
             id: RecordId::new_v7(now, [7; 10]),
             from: nodes[0].clone(),
@@ -82,8 +86,8 @@ fn main() {
             justification: None,
             pseudonym_key: &key,
             subject_ref: None,
-            default_review_by: None,
-            default_erase_by: None,
+            default_review_by: Some(review_by),
+            default_erase_by: Some(erase_by),
             clock_skew: time::Duration::minutes(5),
         };
         let skew = time::Duration::minutes(5);
