@@ -1,6 +1,7 @@
 //! `cargo bench -p pons-cli --bench hot [-- FILTER]`: the CPU cost of each pure step a
 //! record takes on the hot path, one core, no I/O: validate, seal, open, receipt, frame,
-//! journal hash.
+//! journal hash. Under `cargo test` (no `--bench` argument) each step runs once, untimed:
+//! a smoke test that the steps still work.
 //!
 //! A plain `harness = false` main rather than criterion: one less dependency to build on a
 //! 2-core machine, and these figures only need to explain `pons bench`'s CPU per record,

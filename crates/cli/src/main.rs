@@ -1,8 +1,9 @@
 //! `pons`: the one binary of Pons. See `pons --help`.
 
 /// jemalloc rather than glibc's allocator: a record's buffers of 1–4 KiB (bodies, envelopes,
-/// sled's pages) are past glibc's thread cache, and its shared bins cost ~10 % of the nodes'
-/// CPU per record (docs/performance.md, "jemalloc").
+/// sled's pages) are past glibc's thread cache and go to its shared bins; jemalloc's thread
+/// caches take them, for ~10 % less of the nodes' CPU per record (docs/performance.md,
+/// "jemalloc").
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
