@@ -118,6 +118,31 @@ fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     Ok(out)
 }
 
+/// A body's data key and the nonces of its two encryptions (the body, the wrapped key).
+struct BodyRandom {
+    data_key: [u8; KEY_LEN],
+    body_nonce: [u8; NONCE_LEN],
+    key_nonce: [u8; NONCE_LEN],
+}
+
+impl BodyRandom {
+    /// All three from one read of the system's random source.
+    fn new() -> Result<BodyRandom, StoreError> {
+        let r: [u8; KEY_LEN + 2 * NONCE_LEN] = random()?;
+        let mut fresh = BodyRandom {
+            data_key: [0; KEY_LEN],
+            body_nonce: [0; NONCE_LEN],
+            key_nonce: [0; NONCE_LEN],
+        };
+        fresh.data_key.copy_from_slice(&r[..KEY_LEN]);
+        fresh
+            .body_nonce
+            .copy_from_slice(&r[KEY_LEN..KEY_LEN + NONCE_LEN]);
+        fresh.key_nonce.copy_from_slice(&r[KEY_LEN + NONCE_LEN..]);
+        Ok(fresh)
+    }
+}
+
 fn aead_key(bytes: &[u8; KEY_LEN]) -> LessSafeKey {
     // AES_256_GCM takes any 32-byte key; a failure here is impossible by type.
     match UnboundKey::new(&AES_256_GCM, bytes) {
@@ -126,22 +151,30 @@ fn aead_key(bytes: &[u8; KEY_LEN]) -> LessSafeKey {
     }
 }
 
-/// `nonce || ciphertext+tag` of `plain` under `key`, with a random nonce.
-fn seal(key: &[u8; KEY_LEN], aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let nonce: [u8; NONCE_LEN] = random()?;
-    let mut buf = plain.to_vec();
-    aead_key(key)
-        .seal_in_place_append_tag(
+/// `prefix || nonce || ciphertext+tag` of `plain` under `key`: one buffer, `plain` copied
+/// into it once and encrypted there.
+fn seal(
+    key: &[u8; KEY_LEN],
+    nonce: [u8; NONCE_LEN],
+    aad: &[u8],
+    prefix: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let start = prefix.len() + NONCE_LEN;
+    let mut out = Vec::with_capacity(start + plain.len() + TAG_LEN);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(plain);
+    let tag = aead_key(key)
+        .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(aad),
-            &mut buf,
+            &mut out[start..],
         )
         .map_err(|_| StoreError::MasterKey {
             reason: "encryption failed".into(),
         })?;
-    let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&buf);
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
@@ -153,10 +186,13 @@ fn open(key: &[u8; KEY_LEN], aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
     let mut buf = ct.to_vec();
-    let plain = aead_key(key)
+    let len = aead_key(key)
         .open_in_place(nonce, Aad::from(aad), &mut buf)
-        .ok()?;
-    Some(plain.to_vec())
+        .ok()?
+        .len();
+    // The plaintext is the start of the buffer; the tag is cut off.
+    buf.truncate(len);
+    Some(buf)
 }
 
 /// A body ready to store: the body for the body log and, when encrypted, the wrapped data
@@ -183,15 +219,24 @@ pub(crate) fn encode_body(
             wrapped_key: None,
         });
     };
-    let data_key: [u8; KEY_LEN] = random()?;
-    let sealed = seal(&data_key, &tree.aad(BODY_AAD, id), envelope);
-    let wrapped = seal(&master.0, &tree.aad(KEY_AAD, id), &data_key);
-    let mut body = Vec::with_capacity(1 + NONCE_LEN + envelope.len() + TAG_LEN);
-    body.push(BODY_SEALED);
-    body.extend_from_slice(&sealed?);
+    let fresh = BodyRandom::new()?;
+    let body = seal(
+        &fresh.data_key,
+        fresh.body_nonce,
+        &tree.aad(BODY_AAD, id),
+        &[BODY_SEALED],
+        envelope,
+    )?;
+    let wrapped = seal(
+        &master.0,
+        fresh.key_nonce,
+        &tree.aad(KEY_AAD, id),
+        &[],
+        &fresh.data_key,
+    )?;
     Ok(SealedBody {
         body,
-        wrapped_key: Some(wrapped?),
+        wrapped_key: Some(wrapped),
     })
 }
 
@@ -251,6 +296,30 @@ mod tests {
         let wrapped = s.wrapped_key.as_deref();
         let back = decode_body(Some(&master), BodyTree::Inbox, id, &s.body, wrapped).unwrap();
         assert_eq!(back, ENVELOPE);
+    }
+
+    #[test]
+    fn the_stored_layout_and_fresh_nonces() {
+        let master = MasterKey::generate().unwrap();
+        let id = Uuid::from_u128(7);
+        let a = encode_body(Some(&master), BodyTree::Inbox, id, ENVELOPE).unwrap();
+        let b = encode_body(Some(&master), BodyTree::Inbox, id, ENVELOPE).unwrap();
+        // 0x01 || nonce || ciphertext+tag, and nonce || wrapped key+tag.
+        assert_eq!(a.body.len(), 1 + NONCE_LEN + ENVELOPE.len() + TAG_LEN);
+        let (wa, wb) = (a.wrapped_key.unwrap(), b.wrapped_key.unwrap());
+        assert_eq!(wa.len(), NONCE_LEN + KEY_LEN + TAG_LEN);
+        let nonces = [
+            &a.body[1..1 + NONCE_LEN],
+            &b.body[1..1 + NONCE_LEN],
+            &wa[..NONCE_LEN],
+            &wb[..NONCE_LEN],
+        ];
+        for (i, x) in nonces.iter().enumerate() {
+            for y in &nonces[i + 1..] {
+                assert_ne!(x, y, "a nonce used twice");
+            }
+        }
+        assert_ne!(a.body, b.body, "each body has its own data key");
     }
 
     #[test]
