@@ -16,7 +16,7 @@ use pons_core::journal::{JournalDraft, JournalEntry, Operation, Outcome};
 use pons_core::receipt::{Receipt, ReceiptItem, RECEIPT_VERSION};
 use pons_core::retention::RetentionPolicy;
 use pons_core::validate::{Draft, DraftContext};
-use pons_core::{cose, ClassName, NodeId, PseudonymKey, RecordId};
+use pons_core::{cose, NodeId, PseudonymKey, RecordId};
 use pons_pki::{dev_ca, FederationTrust, KeyAlgorithm, NodeIdentity};
 use pons_proto::Frame;
 use time::OffsetDateTime;
@@ -83,9 +83,10 @@ fn main() {
             .signer()
             .expect("receiver signer");
         let key = PseudonymKey::from_bytes(&[42; 32]).unwrap();
+        let draft = || Draft::parse_json("minor-risk-report", REPORT.as_bytes()).unwrap();
         // The dates a node fills in for a report that gives none (as the example does).
         let (review_by, erase_by) =
-            RetentionPolicy::default_for(ClassName::MinorRiskReport).deadlines(now.date());
+            RetentionPolicy::default_for(draft().class).deadlines(now.date());
         let ctx = DraftContext {
             id: RecordId::new_v7(now, [7; 10]),
             from: nodes[0].clone(),
@@ -101,7 +102,6 @@ fn main() {
         };
         let skew = time::Duration::minutes(5);
 
-        let draft = || Draft::parse_json("minor-risk-report", REPORT.as_bytes()).unwrap();
         run("validate (parse + into_record)", &mut || {
             black_box(draft().into_record(&ctx).unwrap());
         });
