@@ -250,3 +250,48 @@ fn sweep_refuses_more_expiring_than_stored() {
         "{err}"
     );
 }
+
+/// `--rate`: each record is due 1/rate after the one before, and none is submitted before it
+/// is due (the clients pace themselves, they do not run ahead of the schedule).
+#[test]
+fn open_loop_submits_each_record_at_its_due_time_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.csv");
+    let v = bench_json(&[
+        "--no-feed",
+        "--rate",
+        "200",
+        "--records",
+        "40",
+        "--concurrency",
+        "4",
+        "--journal-entries",
+        "1000",
+        "--trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(v["records"], 40);
+    assert_eq!(v["offered_rate"], 200.0);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut rows: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("id,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[1].parse().unwrap(), f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 40, "{text}");
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in rows.windows(2) {
+        // 5 ms apart, written with three decimals.
+        let gap = pair[1].0 - pair[0].0;
+        assert!((gap - 5.0).abs() < 0.002, "due times {pair:?}");
+    }
+    for (due, started) in &rows {
+        assert!(
+            started >= &(due - 0.001),
+            "started {started} ms, due {due} ms"
+        );
+    }
+}

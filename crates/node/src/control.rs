@@ -487,9 +487,7 @@ async fn serve_one<H: Handler>(
 /// Sends one request to the node listening at `path` and reads its response.
 pub async fn call(path: &Path, request: &Request) -> std::io::Result<Response> {
     let mut stream = UnixStream::connect(path).await?;
-    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    stream.write_all(&line).await?;
+    stream.write_all(&request_line(request)?).await?;
     // Our only request: the node answers it and closes.
     stream.shutdown().await?;
     let mut out = Vec::new();
@@ -518,18 +516,60 @@ impl Connection {
 
     /// Sends `request` and reads its response.
     pub async fn call(&mut self, request: &Request) -> std::io::Result<Response> {
-        let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
-        line.push(b'\n');
-        self.write.write_all(&line).await?;
+        self.write.write_all(&request_line(request)?).await?;
         self.line.clear();
         if self.read.read_until(b'\n', &mut self.line).await? == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the node closed the control connection",
-            ));
+            return Err(closed());
         }
         parse_response(&self.line)
     }
+}
+
+/// [`Connection`] with blocking reads and writes, for a caller on a thread of its own: one
+/// that must start a request at a given moment without waiting for an async runtime to
+/// wake its task (`pons bench`'s open loop).
+#[derive(Debug)]
+pub struct BlockingConnection {
+    read: std::io::BufReader<std::os::unix::net::UnixStream>,
+    write: std::os::unix::net::UnixStream,
+    line: Vec<u8>,
+}
+
+impl BlockingConnection {
+    /// Connects to the node listening at `path`.
+    pub fn open(path: &Path) -> std::io::Result<BlockingConnection> {
+        let write = std::os::unix::net::UnixStream::connect(path)?;
+        Ok(BlockingConnection {
+            read: std::io::BufReader::new(write.try_clone()?),
+            write,
+            line: Vec::new(),
+        })
+    }
+
+    /// Sends `request` and reads its response.
+    pub fn call(&mut self, request: &Request) -> std::io::Result<Response> {
+        use std::io::{BufRead, Write};
+        self.write.write_all(&request_line(request)?)?;
+        self.line.clear();
+        if self.read.read_until(b'\n', &mut self.line)? == 0 {
+            return Err(closed());
+        }
+        parse_response(&self.line)
+    }
+}
+
+/// `request` as the line the socket takes: its JSON and a newline.
+fn request_line(request: &Request) -> std::io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the node closed the control connection",
+    )
 }
 
 fn parse_response(bytes: &[u8]) -> std::io::Result<Response> {
@@ -707,6 +747,33 @@ mod tests {
         let mut rest = Vec::new();
         conn.read.read_to_end(&mut rest).await.unwrap();
         assert!(rest.is_empty(), "nothing after the last answer");
+        server.abort();
+    }
+
+    /// The blocking connection speaks the same protocol: requests answered in turn, and a
+    /// refused one leaves the connection open.
+    #[tokio::test]
+    async fn a_blocking_connection_carries_requests_one_after_the_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let me = current_user();
+        let server = tokio::spawn(serve(bind(&path).unwrap(), roles_for(&me), Arc::new(Echo)));
+        tokio::task::spawn_blocking(move || {
+            let mut conn = BlockingConnection::open(&path).unwrap();
+            for _ in 0..3 {
+                let resp = conn.call(&Request::Status).unwrap();
+                assert!(
+                    matches!(&resp, Response::Ok { body } if body["user"] == me.as_str()),
+                    "{resp:?}"
+                );
+            }
+            let resp = conn.call(&Request::OutboxList).unwrap();
+            assert!(matches!(resp, Response::Err { .. }), "{resp:?}");
+            let resp = conn.call(&Request::Status).unwrap();
+            assert!(matches!(resp, Response::Ok { .. }), "{resp:?}");
+        })
+        .await
+        .unwrap();
         server.abort();
     }
 }
