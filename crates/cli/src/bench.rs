@@ -102,6 +102,13 @@ pub struct BenchReport {
     pub latency_ms: Percentiles,
     /// Submit call duration (request sent to durable id returned), milliseconds.
     pub submit_ms: Percentiles,
+    /// From the submit's start (with `--rate`, the record's due time) to its arrival at the
+    /// receiver (cuta's `received_at`, read as it begins to check the envelope), ms: the
+    /// submit, the sender's durable write, the QUIC hop.
+    pub to_receiver_ms: Percentiles,
+    /// From the record's arrival at the receiver to its receipt time at the sender, ms: the
+    /// receiver's checks, durable write and receipt, the way back, the receipt's check.
+    pub receiver_to_receipt_ms: Percentiles,
     /// CPU seconds (user + system, both nodes and the clients) per record; with
     /// the nodes' read from `/proc/PID/stat` (10 ms ticks here) unless `--in-process`.
     pub cpu_s_per_record: f64,
@@ -352,6 +359,8 @@ struct Measured {
     elapsed: Duration,
     latencies_ms: Vec<f64>,
     submit_ms: Vec<f64>,
+    to_receiver_ms: Vec<f64>,
+    receiver_to_receipt_ms: Vec<f64>,
     before: Usage,
     after: Usage,
     /// [`measure::device_written`] at the start and end of the window.
@@ -421,6 +430,7 @@ async fn drive(
     };
 
     let delivered = delivered_times(socket).await?;
+    let received = received_times(receiver).await?;
     let first = submitted
         .iter()
         .map(|s| s.started)
@@ -429,14 +439,19 @@ async fn drive(
     let mut last = first;
     let mut latencies_ms = Vec::with_capacity(submitted.len());
     let mut submit_ms = Vec::with_capacity(submitted.len());
+    let mut to_receiver_ms = Vec::with_capacity(submitted.len());
+    let mut receiver_to_receipt_ms = Vec::with_capacity(submitted.len());
     let mut trace = format!(
-        "# ms from the first submit, at CLOCK_MONOTONIC {} ns\nid,due_ms,started_ms,returned_ms,receipt_ms\n",
+        "# ms from the first submit, at CLOCK_MONOTONIC {} ns\nid,due_ms,started_ms,returned_ms,received_ms,receipt_ms\n",
         monotonic.map_or(0, |m| m + (first - wall_start).whole_nanoseconds().max(0) as u64)
     );
     for s in &submitted {
         let at = *delivered
             .get(&s.id)
             .ok_or_else(|| anyhow!("record {} is not delivered", s.id))?;
+        let arrived = *received
+            .get(&s.id)
+            .ok_or_else(|| anyhow!("record {} is not in the receiver's inbox", s.id))?;
         last = last.max(at);
         if args.trace.is_some() {
             let due = s
@@ -444,10 +459,11 @@ async fn drive(
                 .map(|d| format!("{:.3}", ms(d - first)))
                 .unwrap_or_default();
             trace.push_str(&format!(
-                "{},{due},{:.3},{:.3},{:.3}\n",
+                "{},{due},{:.3},{:.3},{:.3},{:.3}\n",
                 s.id,
                 ms(s.started - first),
                 ms(s.returned - first),
+                ms(arrived - first),
                 ms(at - first)
             ));
         }
@@ -459,6 +475,8 @@ async fn drive(
             None => ms(at - s.returned).max(0.0),
         });
         submit_ms.push(ms(s.returned - s.started).max(0.0));
+        to_receiver_ms.push(ms(arrived - s.due.unwrap_or(s.started)).max(0.0));
+        receiver_to_receipt_ms.push(ms(at - arrived).max(0.0));
     }
     if let Some(path) = &args.trace {
         std::fs::write(path, trace).with_context(|| format!("writing {}", path.display()))?;
@@ -468,6 +486,8 @@ async fn drive(
         elapsed,
         latencies_ms,
         submit_ms,
+        to_receiver_ms,
+        receiver_to_receipt_ms,
         before,
         after,
         device_before,
@@ -654,6 +674,27 @@ async fn wait_delivered(socket: &Path, n: usize) -> anyhow::Result<()> {
     }
 }
 
+/// Every received record's arrival time, by id, from the receiver's inbox.
+async fn received_times(socket: &Path) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
+    let list = ok(control::call(socket, &Request::InboxList).await?)?;
+    let rows = list
+        .as_array()
+        .ok_or_else(|| anyhow!("inbox list is not a list"))?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let (Some(id), Some(at)) = (row["id"].as_str(), row["received_at"].as_str()) else {
+            continue;
+        };
+        out.insert(id.to_owned(), rfc3339(id, "received", at)?);
+    }
+    Ok(out)
+}
+
+fn rfc3339(id: &str, what: &str, at: &str) -> anyhow::Result<OffsetDateTime> {
+    OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("record {id}: {what} time {at:?}"))
+}
+
 /// Every delivered record's receipt time, by id, from the sender's outbox.
 async fn delivered_times(socket: &Path) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
     let list = ok(control::call(socket, &Request::OutboxList).await?)?;
@@ -668,9 +709,7 @@ async fn delivered_times(socket: &Path) -> anyhow::Result<HashMap<String, Offset
         let (Some(id), Some(at)) = (row["id"].as_str(), row["detail"]["at"].as_str()) else {
             continue;
         };
-        let at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-            .with_context(|| format!("record {id}: delivered time {at:?}"))?;
-        out.insert(id.to_owned(), at);
+        out.insert(id.to_owned(), rfc3339(id, "delivered", at)?);
     }
     Ok(out)
 }
@@ -794,6 +833,8 @@ fn summarise(
         records_per_s,
         latency_ms: percentiles(&mut m.latencies_ms),
         submit_ms: percentiles(&mut m.submit_ms),
+        to_receiver_ms: percentiles(&mut m.to_receiver_ms),
+        receiver_to_receipt_ms: percentiles(&mut m.receiver_to_receipt_ms),
         cpu_s_per_record: cpu / n,
         cpu_utilisation: cpu / window / cores,
         cpu_s_per_record_by_process: cpu_by_process(&m, n),
@@ -862,9 +903,12 @@ fn print_table(r: &BenchReport, dir: &Path) {
     if let Some(rate) = r.offered_rate {
         println!("  offered load (open loop)   {rate:>12.0} records/s");
         lat("due -> receipt", &r.latency_ms);
+        lat("due -> at cuta", &r.to_receiver_ms);
     } else {
         lat("submit -> receipt", &r.latency_ms);
+        lat("submit start -> at cuta", &r.to_receiver_ms);
     }
+    lat("at cuta -> receipt", &r.receiver_to_receipt_ms);
     lat("submit call", &r.submit_ms);
     println!(
         "  CPU per record             {:>12.1} µs   ({:.0}% of {} cores)",
