@@ -334,9 +334,8 @@ fn exchange(dir: &Path, args: &BenchArgs) -> anyhow::Result<BenchReport> {
             &nodes.processes(),
         )
         .await;
-        let node_peak_rss = nodes.peak_rss();
         nodes.stop().await?;
-        result.map(|m| Measured { node_peak_rss, ..m })
+        result
     })?;
     drop(runtime);
 
@@ -421,6 +420,13 @@ async fn drive(
     };
     wait_delivered(socket, args.records + 1).await?;
     let after = Usage::with_nodes(node_processes)?;
+    // Read now: the lists read below to time each record make the nodes' own peaks.
+    let node_peak_rss = (!node_processes.is_empty()).then(|| {
+        node_processes
+            .iter()
+            .filter_map(|(name, pid)| Some((name.clone(), measure::node_peak_rss(*pid)?)))
+            .collect()
+    });
     let device_after = measure::device_written(data);
     let wall_start = wall;
     let wall = clock.elapsed();
@@ -493,7 +499,7 @@ async fn drive(
         device_before,
         device_after,
         feed,
-        node_peak_rss: None,
+        node_peak_rss,
     })
 }
 

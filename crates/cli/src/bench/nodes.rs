@@ -1,7 +1,6 @@
 //! The two nodes of a `pons bench` run: `pons node run` processes of their own, as in
 //! production, or (`--in-process`) tasks of the benchmark's process.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,8 +12,6 @@ use nix::unistd::Pid;
 use pons_node::runtime::system_clock;
 use pons_node::Config;
 use tokio::sync::oneshot;
-
-use super::measure;
 
 /// How long a node process may take to say it serves.
 const START: Duration = Duration::from_secs(30);
@@ -56,19 +53,6 @@ impl Nodes {
                 .iter()
                 .filter_map(|n| Some((n.name.clone(), n.pid()?)))
                 .collect(),
-        }
-    }
-
-    /// Each node's peak RSS so far, by node, if they run in processes of their own.
-    pub fn peak_rss(&self) -> Option<BTreeMap<String, u64>> {
-        match self {
-            Nodes::Tasks(_) => None,
-            Nodes::Processes(_) => Some(
-                self.processes()
-                    .into_iter()
-                    .filter_map(|(name, pid)| Some((name, measure::node_peak_rss(pid)?)))
-                    .collect(),
-            ),
         }
     }
 
