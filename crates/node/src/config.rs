@@ -161,7 +161,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_frame: 1024 * 1024,
-            max_streams_per_peer: 64,
+            max_streams_per_peer: 256,
             idle_timeout: Duration::from_secs(30),
             clock_skew: Duration::from_secs(300),
         }

@@ -245,6 +245,9 @@ enum Role {
     Client,
 }
 
+/// Bytes a peer may send on one stream ahead of what the node has read.
+const STREAM_RECEIVE_WINDOW: u32 = 256 * 1024;
+
 fn transport(limits: &Limits, role: Role) -> Result<TransportConfig, TransportError> {
     let mut t = TransportConfig::default();
     let idle =
@@ -260,6 +263,10 @@ fn transport(limits: &Limits, role: Role) -> Result<TransportConfig, TransportEr
         Role::Client => 0,
     };
     t.max_concurrent_bidi_streams(VarInt::from_u32(bidi));
+    // What quinn buffers of a stream the node has not read yet (a request waiting for
+    // its share of `Limits::inbound_budget`): at most this much per stream, not quinn's
+    // default 1.25 MB, so that many open streams do not mean much memory.
+    t.stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     t.datagram_receive_buffer_size(None);
     if role == Role::Client {

@@ -8,10 +8,11 @@ use pons_core::SpiffeId;
 use pons_proto::{Frame, Refusal, RejectCode};
 use quinn::{Connection, Incoming, RecvStream, SendStream, VarInt};
 use rustls_pki_types::CertificateDer;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::stream::read_frame;
+use crate::stream::read_request;
 use crate::{code, Limits};
 
 /// What the node does with a record that arrived: the receiving half of `pons/1`.
@@ -133,6 +134,8 @@ async fn serve_connection<H: InboundHandler>(
     // Stream tasks live in this set: when the connection ends, they are dropped with it.
     // Their number is bounded by the connection's `max_concurrent_bidi_streams`.
     let mut streams = JoinSet::new();
+    // The bytes this peer's requests may hold at once, whatever their number.
+    let budget = Arc::new(Semaphore::new(limits.inbound_budget()));
     loop {
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
@@ -140,8 +143,9 @@ async fn serve_connection<H: InboundHandler>(
                     let guard = inflight.enter();
                     let handler = handler.clone();
                     let peer = peer.clone();
+                    let budget = budget.clone();
                     streams.spawn(async move {
-                        serve_stream(&*handler, &peer, send, recv, &limits).await;
+                        serve_stream(&*handler, &peer, send, recv, &limits, &budget).await;
                         drop(guard);
                     });
                 }
@@ -177,23 +181,25 @@ async fn serve_stream<H: InboundHandler>(
     mut send: SendStream,
     mut recv: RecvStream,
     limits: &Limits,
+    budget: &Semaphore,
 ) {
     // Against slow-loris: the whole request must arrive within the response timeout.
     let deadline = Instant::now() + limits.response_timeout;
-    let framing =
-        match tokio::time::timeout_at(deadline, read_frame(&mut recv, limits.max_frame)).await {
-            Ok(Ok(framing)) => framing,
-            Ok(Err(e)) => {
-                tracing::debug!(%peer, error = %e, "inbound stream failed while reading");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(%peer, "inbound stream sent no complete request in time");
-                let _ = recv.stop(VarInt::from_u32(code::STREAM_TIMEOUT));
-                let _ = send.reset(VarInt::from_u32(code::STREAM_TIMEOUT));
-                return;
-            }
-        };
+    let read = read_request(&mut recv, limits.max_frame, budget, limits.inbound_budget());
+    // Held until the response is written: the request's bytes are in memory until then.
+    let (framing, _held) = match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "inbound stream failed while reading");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "inbound stream sent no complete request in time");
+            let _ = recv.stop(VarInt::from_u32(code::STREAM_TIMEOUT));
+            let _ = send.reset(VarInt::from_u32(code::STREAM_TIMEOUT));
+            return;
+        }
+    };
     if framing.stopped_early() {
         // Refuse the rest of the request rather than reading it.
         let _ = recv.stop(VarInt::from_u32(code::STREAM_REFUSED));

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use pons_proto::DEFAULT_MAX_FRAME_LEN;
 
+/// How many of the largest frames one peer's requests may hold at once
+/// ([`Limits::inbound_budget`]).
+const INBOUND_FRAMES: usize = 8;
+
 /// Size and time limits applied to every connection and stream of an endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -35,6 +39,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// How many bytes of requests one peer's connection may hold in memory at once,
+    /// however many streams it has open: eight of the largest frames (8 MiB with 1 MiB
+    /// frames; at most 4 GiB). A request past it waits for earlier ones to be answered.
+    pub fn inbound_budget(&self) -> usize {
+        self.max_frame
+            .saturating_add(4)
+            .saturating_mul(INBOUND_FRAMES)
+            .min(u32::MAX as usize)
+    }
+
     /// The keep-alive interval derived from the idle timeout.
     pub fn keep_alive_interval(&self) -> Duration {
         (self.idle_timeout / 3).max(Duration::from_millis(100))

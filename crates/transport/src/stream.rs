@@ -2,6 +2,7 @@
 
 use pons_proto::{Frame, FrameDecoder, FrameError, RejectCode};
 use quinn::{ReadError, RecvStream};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use pons_proto::Refusal;
 
@@ -78,24 +79,70 @@ pub(crate) async fn read_frame(
     recv: &mut RecvStream,
     max_frame: usize,
 ) -> Result<Framing, ReadError> {
+    read(recv, max_frame, None)
+        .await
+        .map(|(framing, _)| framing)
+}
+
+/// [`read_frame`] for a request, whose frame is counted against `budget` (of
+/// `budget_bytes` permits): the bytes all the requests of one connection may hold at once.
+/// Once the length prefix is in, the request takes as many permits as its frame has bytes
+/// (waiting for other requests to give theirs back) before reading the rest; the permit is
+/// held until it is dropped, after the request is answered. A request waits holding
+/// nothing of the budget but its first chunk, so requests never wait on each other's
+/// partial shares, and no frame waits for more than the whole budget.
+pub(crate) async fn read_request<'b>(
+    recv: &mut RecvStream,
+    max_frame: usize,
+    budget: &'b Semaphore,
+    budget_bytes: usize,
+) -> Result<(Framing, Option<SemaphorePermit<'b>>), ReadError> {
+    read(recv, max_frame, Some((budget, budget_bytes))).await
+}
+
+async fn read<'b>(
+    recv: &mut RecvStream,
+    max_frame: usize,
+    budget: Option<(&'b Semaphore, usize)>,
+) -> Result<(Framing, Option<SemaphorePermit<'b>>), ReadError> {
     let mut decoder = FrameDecoder::new(max_frame);
     let mut frame: Option<Frame> = None;
     let mut total: usize = 0;
     let limit = max_frame.saturating_add(4);
+    // The length prefix, as far as it came in, while it decides no permit yet.
+    let (mut prefix, mut have, mut permit) = ([0u8; 4], 0, None);
     while let Some(chunk) = recv.read_chunk(CHUNK, true).await? {
-        if chunk.bytes.is_empty() {
+        let bytes = &chunk.bytes;
+        if bytes.is_empty() {
             continue;
         }
         if frame.is_some() {
-            return Ok(Framing::Extra(chunk.bytes.len()));
+            return Ok((Framing::Extra(bytes.len()), permit));
         }
-        total = total.saturating_add(chunk.bytes.len());
-        decoder.push(&chunk.bytes);
+        total = total.saturating_add(bytes.len());
+        decoder.push(bytes);
+        if let (Some((budget, budget_bytes)), true) = (budget, have < prefix.len()) {
+            let take = (prefix.len() - have).min(bytes.len());
+            prefix[have..have + take].copy_from_slice(&bytes[..take]);
+            have += take;
+            if have == prefix.len() {
+                // An oversized prefix takes nothing: the decoder refuses it below.
+                let len = u32::from_be_bytes(prefix) as usize;
+                if len <= max_frame {
+                    let wanted = len.saturating_add(4).min(budget_bytes);
+                    // Never closed; a failure would only mean this frame is not counted.
+                    permit = budget
+                        .acquire_many(u32::try_from(wanted).unwrap_or(u32::MAX))
+                        .await
+                        .ok();
+                }
+            }
+        }
         match decoder.next_frame() {
-            Err(e) => return Ok(Framing::Bad(e)),
+            Err(e) => return Ok((Framing::Bad(e), permit)),
             Ok(Some(f)) => {
                 if decoder.buffered() > 0 {
-                    return Ok(Framing::Extra(decoder.buffered()));
+                    return Ok((Framing::Extra(decoder.buffered()), permit));
                 }
                 frame = Some(f);
             }
@@ -103,19 +150,23 @@ pub(crate) async fn read_frame(
                 // The decoder refuses an oversized prefix, so an incomplete frame never
                 // exceeds the limit; this guard only keeps the bound obvious.
                 if total > limit {
-                    return Ok(Framing::Bad(FrameError::TooLarge {
-                        len: total as u64,
-                        max: max_frame as u64,
-                    }));
+                    return Ok((
+                        Framing::Bad(FrameError::TooLarge {
+                            len: total as u64,
+                            max: max_frame as u64,
+                        }),
+                        permit,
+                    ));
                 }
             }
         }
     }
-    Ok(match frame {
+    let framing = match frame {
         Some(f) => Framing::One(f),
         None => match decoder.finish() {
             Ok(()) => Framing::Empty,
             Err(e) => Framing::Bad(e),
         },
-    })
+    };
+    Ok((framing, permit))
 }

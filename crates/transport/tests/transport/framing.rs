@@ -125,3 +125,66 @@ async fn a_slow_stream_is_reset_and_does_not_hold_its_slot() {
     assert!(matches!(one_frame(&answer), Frame::Receipt { .. }));
     assert_eq!(recorder.count(), 1);
 }
+
+/// Answers after a pause and counts how many requests it holds at once.
+#[derive(Default)]
+struct Slow {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl pons_transport::InboundHandler for Slow {
+    async fn on_deliver(&self, _peer: &pons_core::SpiffeId, envelope: Vec<u8>) -> Frame {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        self.now.fetch_sub(1, SeqCst);
+        Frame::Receipt {
+            receipt: receipt_for(&envelope),
+        }
+    }
+}
+
+/// A peer's requests hold at most `Limits::inbound_budget` bytes at once, however many
+/// streams it opens: sixteen near-largest frames at once (twice the budget) are all
+/// answered, no more than eight of them held at a time.
+#[tokio::test]
+async fn many_large_requests_share_the_peer_budget_and_all_are_answered() {
+    let fed = Federation::new(FEDERATION);
+    let limits = limits();
+    assert_eq!(limits.inbound_budget(), 8 * (limits.max_frame + 4));
+    let (server, server_addr) = endpoint(&fed, "cuta", limits);
+    let slow = Arc::new(Slow::default());
+    server.serve(slow.clone());
+
+    let client = RawClient::new(&fed.identity("vaa"), &fed.trust);
+    let conn = client.connect(server_addr).await.expect("connect");
+    let n = limits.max_streams_per_peer as usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let conn = conn.clone();
+        let mut envelope = vec![i as u8; limits.max_frame - 64];
+        envelope[0] = b'e';
+        tasks.spawn(async move {
+            let frame = Frame::Deliver {
+                envelope: envelope.clone(),
+            }
+            .encode()
+            .expect("encode");
+            let answer = raw_exchange(&conn, &frame).await.expect("answer");
+            match one_frame(&answer) {
+                Frame::Receipt { receipt } => assert_eq!(receipt, receipt_for(&envelope)),
+                other => panic!("{other:?}"),
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("request task");
+    }
+    let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=8).contains(&most),
+        "{most} requests held at once, the budget allows 8"
+    );
+}
