@@ -682,40 +682,42 @@ async fn wait_delivered(socket: &Path, n: usize) -> anyhow::Result<()> {
 
 /// Every received record's arrival time, by id, from the receiver's inbox.
 async fn received_times(socket: &Path) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
-    let list = ok(control::call(socket, &Request::InboxList).await?)?;
-    let rows = list
-        .as_array()
-        .ok_or_else(|| anyhow!("inbox list is not a list"))?;
-    let mut out = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let (Some(id), Some(at)) = (row["id"].as_str(), row["received_at"].as_str()) else {
-            continue;
-        };
-        out.insert(id.to_owned(), rfc3339(id, "received", at)?);
-    }
-    Ok(out)
-}
-
-fn rfc3339(id: &str, what: &str, at: &str) -> anyhow::Result<OffsetDateTime> {
-    OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("record {id}: {what} time {at:?}"))
+    listed_times(socket, &Request::InboxList, "received", |row| {
+        row["received_at"].as_str()
+    })
+    .await
 }
 
 /// Every delivered record's receipt time, by id, from the sender's outbox.
 async fn delivered_times(socket: &Path) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
-    let list = ok(control::call(socket, &Request::OutboxList).await?)?;
+    listed_times(socket, &Request::OutboxList, "delivered", |row| {
+        (row["state"] == "delivered")
+            .then(|| row["detail"]["at"].as_str())
+            .flatten()
+    })
+    .await
+}
+
+/// The time `at` gives each row of the list `request` answers (rows it gives none are
+/// left out), by record id; `what` names the time in errors.
+async fn listed_times(
+    socket: &Path,
+    request: &Request,
+    what: &str,
+    at: impl Fn(&Value) -> Option<&str>,
+) -> anyhow::Result<HashMap<String, OffsetDateTime>> {
+    let list = ok(control::call(socket, request).await?)?;
     let rows = list
         .as_array()
-        .ok_or_else(|| anyhow!("outbox list is not a list"))?;
+        .ok_or_else(|| anyhow!("{what}: the list is not a list"))?;
     let mut out = HashMap::with_capacity(rows.len());
     for row in rows {
-        if row["state"] != "delivered" {
-            continue;
-        }
-        let (Some(id), Some(at)) = (row["id"].as_str(), row["detail"]["at"].as_str()) else {
+        let (Some(id), Some(stamp)) = (row["id"].as_str(), at(row)) else {
             continue;
         };
-        out.insert(id.to_owned(), rfc3339(id, "delivered", at)?);
+        let parsed = OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+            .with_context(|| format!("record {id}: {what} time {stamp:?}"))?;
+        out.insert(id.to_owned(), parsed);
     }
     Ok(out)
 }
