@@ -719,14 +719,26 @@ mod tests {
         server.abort();
     }
 
-    /// One connection carries many requests, each answered in turn; a malformed one is
-    /// refused without closing it; closing our side ends it.
-    #[tokio::test]
-    async fn a_connection_carries_requests_one_after_the_other() {
+    /// The `Echo` handler serving a socket in a fresh directory (kept while its handle
+    /// lives), the current user holding every role.
+    fn echo_server() -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        String,
+        tokio::task::JoinHandle<()>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("control.sock");
         let me = current_user();
         let server = tokio::spawn(serve(bind(&path).unwrap(), roles_for(&me), Arc::new(Echo)));
+        (dir, path, me, server)
+    }
+
+    /// One connection carries many requests, each answered in turn; a malformed one is
+    /// refused without closing it; closing our side ends it.
+    #[tokio::test]
+    async fn a_connection_carries_requests_one_after_the_other() {
+        let (_dir, path, me, server) = echo_server();
         let mut conn = Connection::open(&path).await.unwrap();
         for _ in 0..3 {
             let resp = conn.call(&Request::Status).await.unwrap();
@@ -754,10 +766,7 @@ mod tests {
     /// refused one leaves the connection open.
     #[tokio::test]
     async fn a_blocking_connection_carries_requests_one_after_the_other() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("control.sock");
-        let me = current_user();
-        let server = tokio::spawn(serve(bind(&path).unwrap(), roles_for(&me), Arc::new(Echo)));
+        let (_dir, path, me, server) = echo_server();
         tokio::task::spawn_blocking(move || {
             let mut conn = BlockingConnection::open(&path).unwrap();
             for _ in 0..3 {

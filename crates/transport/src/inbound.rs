@@ -8,11 +8,10 @@ use pons_core::SpiffeId;
 use pons_proto::{Frame, Refusal, RejectCode};
 use quinn::{Connection, Incoming, RecvStream, SendStream, VarInt};
 use rustls_pki_types::CertificateDer;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::stream::read_request;
+use crate::stream::{read_request, RequestBudget};
 use crate::{code, Limits};
 
 /// What the node does with a record that arrived: the receiving half of `pons/1`.
@@ -135,7 +134,7 @@ async fn serve_connection<H: InboundHandler>(
     // Their number is bounded by the connection's `max_concurrent_bidi_streams`.
     let mut streams = JoinSet::new();
     // The bytes this peer's requests may hold at once, whatever their number.
-    let budget = Arc::new(Semaphore::new(limits.inbound_budget()));
+    let budget = Arc::new(RequestBudget::new(limits.inbound_budget()));
     loop {
         tokio::select! {
             accepted = conn.accept_bi() => match accepted {
@@ -181,11 +180,11 @@ async fn serve_stream<H: InboundHandler>(
     mut send: SendStream,
     mut recv: RecvStream,
     limits: &Limits,
-    budget: &Semaphore,
+    budget: &RequestBudget,
 ) {
     // Against slow-loris: the whole request must arrive within the response timeout.
     let deadline = Instant::now() + limits.response_timeout;
-    let read = read_request(&mut recv, limits.max_frame, budget, limits.inbound_budget());
+    let read = read_request(&mut recv, limits.max_frame, budget);
     // Held until the response is written: the request's bytes are in memory until then.
     let (framing, _held) = match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(read)) => read,

@@ -84,26 +84,49 @@ pub(crate) async fn read_frame(
         .map(|(framing, _)| framing)
 }
 
-/// [`read_frame`] for a request, whose frame is counted against `budget` (of
-/// `budget_bytes` permits): the bytes all the requests of one connection may hold at once.
-/// Once the length prefix is in, the request takes as many permits as its frame has bytes
-/// (waiting for other requests to give theirs back) before reading the rest; the permit is
-/// held until it is dropped, after the request is answered. A request waits holding
-/// nothing of the budget but its first chunk, so requests never wait on each other's
-/// partial shares, and no frame waits for more than the whole budget.
+/// The bytes all the requests of one connection may hold at once.
+pub(crate) struct RequestBudget {
+    permits: Semaphore,
+    bytes: usize,
+}
+
+impl RequestBudget {
+    pub(crate) fn new(bytes: usize) -> RequestBudget {
+        RequestBudget {
+            permits: Semaphore::new(bytes),
+            bytes,
+        }
+    }
+
+    /// A share of `len` bytes, waiting for other requests to give theirs back; never more
+    /// than the whole budget, so that a frame larger than it still goes through alone.
+    async fn take(&self, len: usize) -> Option<SemaphorePermit<'_>> {
+        let wanted = len.min(self.bytes);
+        // Never closed; a failure would only mean this frame is not counted.
+        self.permits
+            .acquire_many(u32::try_from(wanted).unwrap_or(u32::MAX))
+            .await
+            .ok()
+    }
+}
+
+/// [`read_frame`] for a request, whose frame is counted against `budget`. Once the length
+/// prefix is in, the request takes as many bytes of the budget as its frame has before
+/// reading the rest; the permit is held until it is dropped, after the request is
+/// answered. A request waits holding nothing of the budget but its first chunk, so
+/// requests never wait on each other's partial shares.
 pub(crate) async fn read_request<'b>(
     recv: &mut RecvStream,
     max_frame: usize,
-    budget: &'b Semaphore,
-    budget_bytes: usize,
+    budget: &'b RequestBudget,
 ) -> Result<(Framing, Option<SemaphorePermit<'b>>), ReadError> {
-    read(recv, max_frame, Some((budget, budget_bytes))).await
+    read(recv, max_frame, Some(budget)).await
 }
 
 async fn read<'b>(
     recv: &mut RecvStream,
     max_frame: usize,
-    budget: Option<(&'b Semaphore, usize)>,
+    budget: Option<&'b RequestBudget>,
 ) -> Result<(Framing, Option<SemaphorePermit<'b>>), ReadError> {
     let mut decoder = FrameDecoder::new(max_frame);
     let mut frame: Option<Frame> = None;
@@ -121,7 +144,7 @@ async fn read<'b>(
         }
         total = total.saturating_add(bytes.len());
         decoder.push(bytes);
-        if let (Some((budget, budget_bytes)), true) = (budget, have < prefix.len()) {
+        if let (Some(budget), true) = (budget, have < prefix.len()) {
             let take = (prefix.len() - have).min(bytes.len());
             prefix[have..have + take].copy_from_slice(&bytes[..take]);
             have += take;
@@ -129,12 +152,7 @@ async fn read<'b>(
                 // An oversized prefix takes nothing: the decoder refuses it below.
                 let len = u32::from_be_bytes(prefix) as usize;
                 if len <= max_frame {
-                    let wanted = len.saturating_add(4).min(budget_bytes);
-                    // Never closed; a failure would only mean this frame is not counted.
-                    permit = budget
-                        .acquire_many(u32::try_from(wanted).unwrap_or(u32::MAX))
-                        .await
-                        .ok();
+                    permit = budget.take(len.saturating_add(4)).await;
                 }
             }
         }
