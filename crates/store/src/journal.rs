@@ -1,14 +1,20 @@
 //! Reading the journal, and journal entries for operations that change no stored state.
+//!
+//! The entries themselves are in the journal files (`journal/log.rs`), not in sled.
+
+pub(crate) mod log;
 
 use pons_core::journal::{
     canonical_seq_and_prev, hash_canonical, verify_chain_from, ChainHead, JournalDraft,
     JournalEntry, Operation,
 };
 
+use std::sync::{Arc, PoisonError};
+
 use crate::{codec, decode_head, encode_head, JournalSeq, Store, StoreError, HEAD_KEY};
 
 /// Meta key of the pruned journal's anchor: head (40 bytes) then the checkpoint envelope.
-const ANCHOR_KEY: &[u8] = b"journal_anchor";
+pub(crate) const ANCHOR_KEY: &[u8] = b"journal_anchor";
 
 impl Store {
     /// Append a journal entry for an operation that changes no stored state (`consult`,
@@ -103,13 +109,10 @@ impl Store {
         &self,
         from_seq: JournalSeq,
     ) -> impl Iterator<Item = Result<JournalEntry, StoreError>> + Send + 'static {
-        self.trees
-            .journal
-            .range(from_seq.to_be_bytes()..)
-            .map(|item| {
-                let (k, v) = item?;
-                decode_entry(&k, &v)
-            })
+        self.trees.journal_log.entries(from_seq).map(|item| {
+            let (seq, v) = item?;
+            decode_entry(&seq.to_be_bytes(), &v)
+        })
     }
 
     /// The anchor of a pruned journal: the first entry kept (its seq and hash, pinned by
@@ -193,30 +196,18 @@ impl Store {
             Ok(())
         })?;
         self.durable(ticket).await?;
-        let mut removed = 0u64;
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in self
-                .trees
-                .journal
-                .range(..anchor.seq.to_be_bytes())
-                .take(10_000)
-            {
-                let (k, _) = item?;
-                batch.remove(k);
-                n += 1;
-            }
-            if n == 0 {
-                break;
-            }
-            // Outside the log: a crash before the flush below leaves entries before the
-            // anchor, which the next pruning removes.
-            self.trees.journal.inner.apply_batch(batch)?;
-            removed += n;
-        }
-        self.flush_db().await?;
-        Ok(removed)
+        // The files are rewritten with the write lock held, so that no commit appends
+        // meanwhile; a crash in the middle is finished at the next open (`log.rs`).
+        let (log, write_lock) = (
+            Arc::clone(&self.trees.journal_log),
+            Arc::clone(&self.shared.write_lock),
+        );
+        tokio::task::spawn_blocking(move || {
+            let _guard = write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            log.prune(anchor.seq)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     /// Verify the kept journal chain (from genesis, or from the anchor after pruning) and
@@ -237,8 +228,23 @@ impl Store {
         mut progress: impl FnMut(u64),
     ) -> Result<ChainHead, StoreError> {
         let mut head = self.journal_start()?;
-        for item in self.trees.journal.range((head.seq + 1).to_be_bytes()..) {
-            let (k, v) = item?;
+        // The head and the entries as of one moment: a commit moves both under the write
+        // half of the visibility lock.
+        let (stored, entries) = {
+            let _visible = self
+                .trees
+                .visible
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            let stored = match self.trees.meta.inner.get(HEAD_KEY)? {
+                None => ChainHead::genesis(),
+                Some(v) => decode_head(&v)?,
+            };
+            (stored, self.trees.journal_log.entries(head.seq + 1))
+        };
+        for item in entries {
+            let (seq, v) = item?;
+            let k = seq.to_be_bytes();
             head = match v.split_first() {
                 Some((&FORMAT_CANONICAL, rest)) if rest.len() > 32 => {
                     let (hash, canonical) = rest.split_at(32);
@@ -269,7 +275,6 @@ impl Store {
             };
             progress(head.seq);
         }
-        let stored = self.journal_head()?;
         if stored != head {
             return Err(StoreError::HeadMismatch {
                 head_seq: stored.seq,

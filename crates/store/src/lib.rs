@@ -1,9 +1,10 @@
 //! Pons store: the durable state of one node, in sled.
 //!
 //! One sled database per node holds the outbox (records this node sends), the inbox (records
-//! it received, in arrival order, with the receipt it answered), and the hash-chained audit
-//! journal. The rules — how a journal entry is encoded and chained — live in
-//! [`pons_core::journal`]; this crate carries them out.
+//! it received, in arrival order, with the receipt it answered), and the state of the
+//! hash-chained audit journal, whose entries are in files of their own beside it
+//! (`journal/log.rs`), as record bodies are (`bodies.rs`). The rules — how a journal entry is
+//! encoded and chained — live in [`pons_core::journal`]; this crate carries them out.
 //!
 //! Invariants this crate keeps:
 //! - Every change to a record's state and its journal entry are written in **one** sled
@@ -196,6 +197,9 @@ struct Trees {
     visible: Arc<RwLock<()>>,
     /// The body log the body trees refer to (`bodies.rs`).
     bodies: Arc<bodies::Bodies>,
+    /// The journal's entries (`journal/log.rs`); the `journal` tree below is read only to
+    /// move an older store's entries there.
+    journal_log: Arc<journal::log::Log>,
     /// How many entries `outbox_pending` holds per recipient (its value's bytes), kept by
     /// [`Trees::apply`] under the write half of `visible` and counted afresh at open, so
     /// that a status poll does not walk a queue of thousands (`outbox.rs`).
@@ -221,6 +225,7 @@ impl Trees {
         db: &sled::Db,
         visible: &Arc<RwLock<()>>,
         bodies: bodies::Bodies,
+        journal_log: journal::log::Log,
     ) -> Result<Trees, StoreError> {
         let open = |name: &str| -> Result<Tree, StoreError> {
             Ok(Tree {
@@ -232,6 +237,7 @@ impl Trees {
         Ok(Trees {
             visible: Arc::clone(visible),
             bodies: Arc::new(bodies),
+            journal_log: Arc::new(journal_log),
             pending_by_peer: Arc::default(),
             outbox: open(ob)?,
             outbox_body: open(obb)?,
@@ -266,6 +272,46 @@ impl Trees {
             &self.retention,
             &self.deadlines,
         ]
+    }
+
+    /// Moves an older store's journal entries from sled's `journal` tree into the journal
+    /// files, once: the tree is emptied only after the files hold every entry, synced, so an
+    /// import cut short by a crash is done again at the next open.
+    fn move_journal_out_of_sled(&self, db: &sled::Db) -> Result<(), StoreError> {
+        let Some((last, _)) = self.journal.inner.last()? else {
+            return Ok(());
+        };
+        let last = codec::be_u64("journal key", &last)?;
+        let log = &self.journal_log;
+        if log.last() < last {
+            log.clear()?;
+            let n = log.import(self.journal.inner.iter().map(|item| {
+                let (k, v) = item?;
+                Ok((codec::be_u64("journal key", &k)?, v))
+            }))?;
+            tracing::info!(
+                entries = n,
+                "journal entries moved out of sled into the journal files"
+            );
+        }
+        // Written by an earlier open that stopped before emptying the tree, maybe never
+        // synced: synced now, before sled forgets the entries.
+        log.sync_files()?;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self.journal.inner.iter().take(10_000) {
+                let (k, _) = item?;
+                batch.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            self.journal.inner.apply_batch(batch)?;
+        }
+        db.flush()?;
+        Ok(())
     }
 
     /// Counts `outbox_pending`'s entries by recipient afresh (at open, once the log is
@@ -336,11 +382,17 @@ impl Trees {
     fn apply(&self, seq: u64, writes: &wal::Writes) -> sled::Result<()> {
         self.bodies.write(&writes.bodies).map_err(to_sled)?;
         let _visible = self.visible.write().unwrap_or_else(PoisonError::into_inner);
+        self.journal_log
+            .put_all(&writes.trees[JOURNAL_TREE])
+            .map_err(to_sled)?;
         let mut pending = self
             .pending_by_peer
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         for (i, (tree, changes)) in self.all().into_iter().zip(&writes.trees).enumerate() {
+            if i == JOURNAL_TREE {
+                continue;
+            }
             for (key, value) in changes {
                 let old = match value {
                     Some(v) => tree.inner.insert(key, v.clone())?,
@@ -364,6 +416,9 @@ const BODY_TREES: [usize; 2] = [1, 4];
 
 /// `outbox_pending`'s number in [`wal::TREES`].
 const PENDING_TREE: usize = 2;
+
+/// `journal`'s number in [`wal::TREES`]: its changes go to the journal log, not to sled.
+const JOURNAL_TREE: usize = 7;
 
 /// Moves one entry of the pending counts from recipient `old` (none: a new entry) to
 /// recipient `new` (none: removed).
@@ -541,7 +596,8 @@ impl Store {
     /// Open (or create) the store in directory `path`.
     ///
     /// Logs whether sled had to recover from an unclean shutdown, and checks that the journal
-    /// head agrees with the last journal entry.
+    /// head names the last journal entry (anything else means entries were cut or added
+    /// outside a transaction: [`StoreError::HeadMismatch`]).
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Store, StoreError> {
         let dir = path.as_ref().to_path_buf();
         let db = open_db(&dir)?;
@@ -551,7 +607,13 @@ impl Store {
             tracing::info!(path = %dir.display(), "store opened; created new database");
         }
         let visible = Arc::new(RwLock::new(()));
-        let trees = Trees::open(&db, &visible, bodies::Bodies::open(&dir.join("bodies"))?)?;
+        let trees = Trees::open(
+            &db,
+            &visible,
+            bodies::Bodies::open(&dir.join("bodies"))?,
+            journal::log::Log::open(&dir.join("journal"), journal::log::SEGMENT_BYTES)?,
+        )?;
+        trees.move_journal_out_of_sled(&db)?;
         let sync = options.durability == Durability::FlushAndSync;
         let db_file = if sync {
             // The new tree names must be on disk before the first acknowledged write.
@@ -585,7 +647,7 @@ impl Store {
         };
         let checkpointer = Checkpointer::start(db.clone(), shared.clone(), wal_dir)?;
         let batcher = batch::Batcher::start(batch::Committer::new(shared.clone()))?;
-        let store = Store {
+        Ok(Store {
             db,
             trees,
             dir,
@@ -596,9 +658,7 @@ impl Store {
             _checkpointer: checkpointer,
             _filler: filler,
             attempts: outbox::Attempts::default(),
-        };
-        store.check_head()?;
-        Ok(store)
+        })
     }
 
     /// Whether sled recovered an existing database when this store was opened.
@@ -614,23 +674,6 @@ impl Store {
     /// The durability this store was opened with.
     pub fn durability(&self) -> Durability {
         self.durability
-    }
-
-    /// The head must name the last entry: anything else means entries were cut or added
-    /// outside a transaction.
-    fn check_head(&self) -> Result<(), StoreError> {
-        let head = self.journal_head()?;
-        let last_seq = match self.trees.journal.last()? {
-            None => 0,
-            Some((k, _)) => codec::be_u64("journal key", &k)?,
-        };
-        if last_seq != head.seq {
-            return Err(StoreError::HeadMismatch {
-                head_seq: head.seq,
-                last_seq,
-            });
-        }
-        Ok(())
     }
 
     /// Run `f` as one transaction over every tree. Returns its value and a durability ticket
@@ -853,6 +896,13 @@ fn recover(
             // below, what the commit erased) is harmless.
             trees.bodies.write(&writes.bodies)?;
             trees.bodies.erase_later(&writes.erased);
+            // The same holds for the journal files; entries written again at their places
+            // are the same entries.
+            let _visible = trees
+                .visible
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            trees.journal_log.put_all(&writes.trees[JOURNAL_TREE])?;
             return Ok(());
         }
         if seq != last + 1 {
@@ -875,23 +925,33 @@ fn recover(
             "store recovered commits from its write-ahead log"
         );
     }
-    checkpoint(db, &trees.bodies, db_file, wal_dir, u64::MAX, recycle, room)?;
+    let head = match trees.meta.get(HEAD_KEY)? {
+        None => ChainHead::genesis(),
+        Some(v) => decode_head(&v)?,
+    };
+    let anchor = match trees.meta.get(journal::ANCHOR_KEY)? {
+        Some(v) if v.len() >= 40 => decode_head(&v[..40])?.seq,
+        _ => 1,
+    };
+    trees.journal_log.finish(head.seq, anchor)?;
+    checkpoint(db, trees, db_file, wal_dir, u64::MAX, recycle, room)?;
     Ok(last)
 }
 
-/// Sync the body log, flush sled (and fdatasync its file), then retire the log segments
-/// that start before `keep_from`: the body log and sled now hold every commit in them. With
-/// `recycle`, the newest becomes the next segment's file.
+/// Sync the body log and the journal files, flush sled (and fdatasync its file), then retire
+/// the log segments that start before `keep_from`: the body log, the journal files and sled
+/// now hold every commit in them. With `recycle`, the newest becomes the next segment's file.
 fn checkpoint(
     db: &sled::Db,
-    bodies: &bodies::Bodies,
+    trees: &Trees,
     db_file: Option<&File>,
     wal_dir: &Path,
     keep_from: u64,
     recycle: bool,
     room: &wal::Room,
 ) -> Result<(), StoreError> {
-    bodies.sync()?;
+    trees.bodies.sync()?;
+    trees.journal_log.sync()?;
     flush_db(db, db_file)?;
     wal::retire_before(wal_dir, keep_from, recycle, room)
 }
@@ -965,6 +1025,7 @@ impl Shared {
         // Punches the erased bodies' blocks out and syncs the body log before the log
         // segments that still hold them are deleted.
         self.trees.bodies.sync()?;
+        self.trees.journal_log.sync()?;
         flush_db(db, self.db_file.as_deref())?;
         wal::retire_before(wal_dir, keep_from, false, &self.room)?;
         wal::remove_spare(wal_dir)
@@ -1034,7 +1095,7 @@ impl Checkpointer {
                     let db_file = shared.db_file.as_deref();
                     checkpoint(
                         &db,
-                        &shared.trees.bodies,
+                        &shared.trees,
                         db_file,
                         &wal_dir,
                         keep_from,

@@ -133,3 +133,60 @@ pub fn assert_queues_match_index(store: &Store) {
     }
     assert_eq!(store.pending_queues().expect("pending queues"), expected);
 }
+
+/// One entry of a closed store's journal files, read as their format says
+/// (`crates/store/src/journal/log.rs`): for tests acting as someone with access to the files.
+pub struct FileEntry {
+    pub path: std::path::PathBuf,
+    pub seq: u64,
+    pub value: Vec<u8>,
+}
+
+/// Every entry of the journal files of the store in `dir`, in order.
+pub fn journal_file_entries(dir: &std::path::Path) -> Vec<FileEntry> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir.join("journal"))
+        .expect("journal dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in paths {
+        let bytes = std::fs::read(&path).expect("read");
+        assert_eq!(&bytes[..8], b"PONSJNL1");
+        let mut at = 8;
+        while at < bytes.len() {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4")) as usize;
+            let seq = u64::from_be_bytes(bytes[at + 8..at + 16].try_into().expect("8"));
+            out.push(FileEntry {
+                path: path.clone(),
+                seq,
+                value: bytes[at + 16..at + 8 + len].to_vec(),
+            });
+            at += 8 + len;
+        }
+    }
+    out
+}
+
+/// Writes the journal files of the store in `dir` anew with `entries` (one file, checksums
+/// recomputed, as someone rewriting them would).
+pub fn write_journal_files(dir: &std::path::Path, entries: &[FileEntry]) {
+    let jdir = dir.join("journal");
+    for e in std::fs::read_dir(&jdir).expect("journal dir") {
+        std::fs::remove_file(e.expect("entry").path()).expect("remove");
+    }
+    let Some(first) = entries.first() else {
+        return;
+    };
+    let mut out = b"PONSJNL1".to_vec();
+    for e in entries {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&e.seq.to_be_bytes());
+        h.update(&e.value);
+        out.extend_from_slice(&(e.value.len() as u32 + 8).to_le_bytes());
+        out.extend_from_slice(&h.finalize().to_le_bytes());
+        out.extend_from_slice(&e.seq.to_be_bytes());
+        out.extend_from_slice(&e.value);
+    }
+    std::fs::write(jdir.join(format!("{:020}.journal", first.seq)), out).expect("write");
+}
