@@ -626,7 +626,7 @@ pub(crate) fn remove_spare(dir: &Path) -> Result<(), StoreError> {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sled::IVec;
 
-use crate::wal::io;
+use crate::wal::{io, sync_dir};
 use crate::{codec, StoreError};
 
 /// First bytes of every journal file.
@@ -272,10 +272,6 @@ fn corrupt(path: &Path, reason: String) -> StoreError {
 
 fn segment_name(first: u64) -> String {
     format!("{first:020}.journal")
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 /// The encoded form of one entry (see the module documentation), appended to `out`.
