@@ -486,6 +486,8 @@ pub(crate) struct Tx<'a> {
     pub(crate) inbox_body: TxTree<'a>,
     pub(crate) inbox_arrival: TxTree<'a>,
     pub(crate) receipts: TxTree<'a>,
+    /// Written only, by [`Tx::append`]: the commit writes the entries to the journal files
+    /// (sled's `journal` tree holds none).
     pub(crate) journal: TxTree<'a>,
     pub(crate) meta: TxTree<'a>,
     pub(crate) feed: TxTree<'a>,
