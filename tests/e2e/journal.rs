@@ -645,3 +645,58 @@ fn screenshot(fed: &Federation, report: &Path) {
         std::fs::copy(&png, dest).expect("copy the screenshot");
     }
 }
+
+/// A journal file damaged while the node was stopped (a byte changed, the write-ahead log
+/// retired since): the node refuses to start with exit 3 (integrity), naming the file and
+/// the rule, and leaves the damaged bytes for the investigation.
+#[test]
+fn a_node_whose_journal_file_is_damaged_refuses_to_start_with_exit_3() {
+    let (mut fed, _) = delivered_pair();
+    fed.stop_all();
+    // Opened and closed once more: the store's recovery retires its write-ahead log, so the
+    // journal files alone hold the entries.
+    drop(fed.store("cuta"));
+    let dir = fed.dir("cuta").join("data/db/journal");
+    let file = std::fs::read_dir(&dir)
+        .expect("the journal directory")
+        .map(|e| e.expect("entry").path())
+        .max()
+        .expect("a journal file");
+    let mut bytes = std::fs::read(&file).expect("read the journal file");
+    // A byte inside the first entry's value (8 bytes of header, 16 of entry head).
+    bytes[8 + 16 + 40] ^= 0x01;
+    std::fs::write(&file, &bytes).expect("write the journal file");
+
+    let mut child = Command::new(crate::util::PONS)
+        .args(["node", "run", "--config"])
+        .arg(fed.config("cuta"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pons node run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node started on a damaged journal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("checksum does not match"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "never ready"
+    );
+    assert_eq!(
+        std::fs::read(&file).expect("read"),
+        bytes,
+        "nothing was cut"
+    );
+}

@@ -7,7 +7,7 @@ use pons_node::runtime::system_clock;
 use pons_node::Config;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::exit::{Outcome, ResultExt};
+use crate::exit::{Failure, Outcome, ResultExt};
 use crate::flags::{ConfigArg, NodeCommand};
 
 pub fn run(cmd: NodeCommand) -> Outcome {
@@ -32,7 +32,7 @@ fn run_node(args: &ConfigArg) -> Outcome {
             }
         };
         let node = config.node_id.clone();
-        pons_node::daemon::run(
+        let done = pons_node::daemon::run(
             config,
             system_clock(),
             |started| {
@@ -50,8 +50,22 @@ fn run_node(args: &ConfigArg) -> Outcome {
             },
             shutdown,
         )
-        .await
-        .context("node stopped with an error")
+        .await;
+        match done {
+            // A journal or database that fails its integrity checks is exit 3, so that a
+            // supervisor tells it from a runtime failure (the store says which file and rule).
+            Err(e) if store_integrity(&e) => Err(Failure::integrity(
+                anyhow::Error::new(e).context("node stopped with an error"),
+            )),
+            other => other
+                .context("node stopped with an error")
+                .map_err(Failure::from),
+        }
     })?;
     Ok(())
+}
+
+/// Whether the node stopped because its store failed an integrity check.
+fn store_integrity(e: &pons_node::daemon::NodeError) -> bool {
+    matches!(e, pons_node::daemon::NodeError::Store { source, .. } if source.is_integrity())
 }

@@ -79,11 +79,10 @@ fn require_justification(justification: &str) -> Result<(), Refused> {
 
 /// Maps a store error: a chain or head fault is an integrity failure (exit 3).
 fn store_error(e: StoreError) -> Refused {
-    match e {
-        StoreError::Chain(_) | StoreError::HeadMismatch { .. } | StoreError::Corrupt { .. } => {
-            Response::integrity(e.to_string())
-        }
-        other => Response::runtime(other.to_string()),
+    if e.is_integrity() {
+        Response::integrity(e.to_string())
+    } else {
+        Response::runtime(e.to_string())
     }
 }
 

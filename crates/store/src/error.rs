@@ -149,6 +149,15 @@ pub enum StoreError {
         /// The decoder's complaint.
         reason: String,
     },
+    /// A journal file is damaged, or the journal files do not hold what the journal head
+    /// and the write-ahead log say they must (`journal/log.rs`).
+    #[error("journal file {path}: {reason}")]
+    JournalFile {
+        /// The file (or the journal directory, for what concerns the files together).
+        path: String,
+        /// What is wrong, and where in the file.
+        reason: String,
+    },
     /// The journal's hash chain does not verify.
     #[error("journal integrity: {0}")]
     Chain(#[from] ChainError),
@@ -207,5 +216,19 @@ pub enum StoreError {
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
         StoreError::Database(e.to_string())
+    }
+}
+
+impl StoreError {
+    /// Whether this is an integrity failure (the journal's chain, its head or its files, or
+    /// a stored value that does not decode) rather than a runtime one: the CLI's exit 3.
+    pub fn is_integrity(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Chain(_)
+                | StoreError::HeadMismatch { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::JournalFile { .. }
+        )
     }
 }

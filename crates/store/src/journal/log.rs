@@ -263,9 +263,8 @@ fn seek(path: &Path, seg: &Segment, index: &[(u64, u64)], seq: u64) -> Result<u6
 }
 
 fn corrupt(path: &Path, reason: String) -> StoreError {
-    StoreError::Corrupt {
-        what: "journal file",
-        key: path.display().to_string(),
+    StoreError::JournalFile {
+        path: path.display().to_string(),
         reason,
     }
 }
@@ -310,9 +309,8 @@ impl Log {
             {
                 Some(first) => firsts.push(first),
                 None => {
-                    return Err(StoreError::Corrupt {
-                        what: "journal directory",
-                        key: path.display().to_string(),
+                    return Err(StoreError::JournalFile {
+                        path: path.display().to_string(),
                         reason: "not a journal file (expected <first seq>.journal)".into(),
                     })
                 }
@@ -345,16 +343,14 @@ impl Log {
                     .and_then(|f| f.read_exact_at(&mut magic, 0))
                     .is_ok();
             if whole && &magic != MAGIC {
-                return Err(StoreError::Corrupt {
-                    what: "journal file",
-                    key: path.display().to_string(),
+                return Err(StoreError::JournalFile {
+                    path: path.display().to_string(),
                     reason: "not a Pons journal file".into(),
                 });
             }
             if !whole && i + 1 < firsts.len() {
-                return Err(StoreError::Corrupt {
-                    what: "journal file",
-                    key: path.display().to_string(),
+                return Err(StoreError::JournalFile {
+                    path: path.display().to_string(),
                     reason: format!("{len} bytes, not even its header, before later files"),
                 });
             }
@@ -463,9 +459,8 @@ impl Log {
                     .segments
                     .last()
                     .map_or_else(|| self.dir.clone(), |s| self.path(s.first));
-                return Err(StoreError::Corrupt {
-                    what: "journal file",
-                    key: file.display().to_string(),
+                return Err(StoreError::JournalFile {
+                    path: file.display().to_string(),
                     reason: format!(
                         "entry {seq} is to follow the last entry, {}",
                         state.next - 1
@@ -570,12 +565,11 @@ impl Log {
             return Ok(());
         }
         if next > state.next {
-            return Err(StoreError::Corrupt {
-                what: "journal files",
-                key: self.dir.display().to_string(),
+            return Err(StoreError::JournalFile {
+                path: self.dir.display().to_string(),
                 reason: format!(
-                    "they end with entry {} and entries {}..={seq} are in neither them nor \
-                     the write-ahead log",
+                    "the files end with entry {}, and entries {}..={seq} are in neither the \
+                     files nor the write-ahead log",
                     state.next - 1,
                     state.next
                 ),
@@ -637,9 +631,8 @@ impl Log {
     }
 
     fn missing(&self, path: &Path, walk: &Walk, seq: u64) -> StoreError {
-        StoreError::Corrupt {
-            what: "journal file",
-            key: path.display().to_string(),
+        StoreError::JournalFile {
+            path: path.display().to_string(),
             reason: format!(
                 "its entries end with {} ({}), and entry {seq} is not in the write-ahead log",
                 walk.next - 1,
@@ -663,11 +656,10 @@ impl Log {
             }
             if state.next <= head {
                 if let Some(why) = &state.stopped {
-                    return Err(StoreError::Corrupt {
-                        what: "journal files",
-                        key: self.dir.display().to_string(),
+                    return Err(StoreError::JournalFile {
+                        path: self.dir.display().to_string(),
                         reason: format!(
-                            "their entries end with {}, the journal head is entry {head} \
+                            "the files' entries end with {}, the journal head is entry {head} \
                              ({why})",
                             state.next - 1
                         ),
@@ -1026,9 +1018,8 @@ impl Entries {
     }
 
     fn pruned(&self, first: u64) -> StoreError {
-        StoreError::Corrupt {
-            what: "journal file",
-            key: self.log.path(first).display().to_string(),
+        StoreError::JournalFile {
+            path: self.log.path(first).display().to_string(),
             reason: "pruned while it was read".into(),
         }
     }
