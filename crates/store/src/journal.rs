@@ -98,10 +98,7 @@ impl Store {
 
     /// The journal head: sequence number and hash of the last entry.
     pub fn journal_head(&self) -> Result<ChainHead, StoreError> {
-        match self.trees.meta.get(HEAD_KEY)? {
-            None => Ok(ChainHead::genesis()),
-            Some(v) => decode_head(&v),
-        }
+        head_of(self.trees.meta.get(HEAD_KEY)?.as_deref())
     }
 
     /// Journal entries from sequence number `from_seq` on, in order.
@@ -118,18 +115,7 @@ impl Store {
     /// The anchor of a pruned journal: the first entry kept (its seq and hash, pinned by
     /// the signed checkpoint that is returned with it). `None` if never pruned.
     pub fn journal_anchor(&self) -> Result<Option<(ChainHead, Vec<u8>)>, StoreError> {
-        match self.trees.meta.get(ANCHOR_KEY)? {
-            None => Ok(None),
-            Some(v) if v.len() > 40 => {
-                let head = decode_head(&v[..40])?;
-                Ok(Some((head, v[40..].to_vec())))
-            }
-            Some(v) => Err(StoreError::Corrupt {
-                what: "journal anchor",
-                key: codec::hex(ANCHOR_KEY),
-                reason: format!("expected more than 40 bytes, found {}", v.len()),
-            }),
-        }
+        anchor_of(self.trees.meta.get(ANCHOR_KEY)?.as_deref())
     }
 
     /// Where verification of the kept journal starts: the head just before the anchor entry
@@ -236,10 +222,8 @@ impl Store {
                 .visible
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            let stored = match self.trees.meta.inner.get(HEAD_KEY)? {
-                None => ChainHead::genesis(),
-                Some(v) => decode_head(&v)?,
-            };
+            // sled's tree itself: `Tree::get` would take the read lock held here again.
+            let stored = head_of(self.trees.meta.inner.get(HEAD_KEY)?.as_deref())?;
             (stored, self.trees.journal_log.entries(head.seq + 1))
         };
         for item in entries {
@@ -282,6 +266,25 @@ impl Store {
             });
         }
         Ok(head)
+    }
+}
+
+/// The journal head as the `meta` tree holds it (`None`: no entry yet, genesis).
+pub(crate) fn head_of(stored: Option<&[u8]>) -> Result<ChainHead, StoreError> {
+    stored.map_or(Ok(ChainHead::genesis()), decode_head)
+}
+
+/// The pruned journal's anchor as the `meta` tree holds it: the first entry kept and its
+/// checkpoint (`None`: never pruned).
+pub(crate) fn anchor_of(stored: Option<&[u8]>) -> Result<Option<(ChainHead, Vec<u8>)>, StoreError> {
+    match stored {
+        None => Ok(None),
+        Some(v) if v.len() > 40 => Ok(Some((decode_head(&v[..40])?, v[40..].to_vec()))),
+        Some(v) => Err(StoreError::Corrupt {
+            what: "journal anchor",
+            key: codec::hex(ANCHOR_KEY),
+            reason: format!("expected more than 40 bytes, found {}", v.len()),
+        }),
     }
 }
 

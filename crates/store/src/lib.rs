@@ -544,10 +544,7 @@ pub(crate) fn abort<T>(e: StoreError) -> TxResult<T> {
 impl Tx<'_> {
     /// The journal head as of this transaction.
     pub(crate) fn head(&self) -> TxResult<ChainHead> {
-        match self.meta.get(HEAD_KEY)? {
-            None => Ok(ChainHead::genesis()),
-            Some(v) => decode_head(&v).or_else(abort),
-        }
+        journal::head_of(self.meta.get(HEAD_KEY)?.as_deref()).or_else(abort)
     }
 
     /// Seal `draft` as the next journal entry and move the head; part of the transaction.
@@ -927,15 +924,13 @@ fn recover(
             "store recovered commits from its write-ahead log"
         );
     }
-    let head = match trees.meta.get(HEAD_KEY)? {
-        None => ChainHead::genesis(),
-        Some(v) => decode_head(&v)?,
-    };
-    let anchor = match trees.meta.get(journal::ANCHOR_KEY)? {
-        Some(v) if v.len() >= 40 => decode_head(&v[..40])?.seq,
-        _ => 1,
-    };
-    trees.journal_log.finish(head.seq, anchor)?;
+    let head = journal::head_of(trees.meta.get(HEAD_KEY)?.as_deref())?;
+    // A damaged anchor is for verification to report (`journal_start`), not for the open.
+    let anchor =
+        journal::anchor_of(trees.meta.get(journal::ANCHOR_KEY)?.as_deref()).unwrap_or_default();
+    trees
+        .journal_log
+        .finish(head.seq, anchor.map_or(1, |(a, _)| a.seq))?;
     checkpoint(db, trees, db_file, wal_dir, u64::MAX, recycle, room)?;
     Ok(last)
 }

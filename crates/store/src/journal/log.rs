@@ -237,19 +237,25 @@ fn build_index(path: &Path, seg: &Segment) -> Result<Vec<(u64, u64)>, StoreError
     Ok(points)
 }
 
-/// The offset in file `seg` (at `path`) of the entry `seq`, from the file's sparse index,
+/// The offset in the file at `path` (first entry `first`, entries up to `end`) of entry `seq`, from the file's sparse index,
 /// then read forward; for a seq before the file's first, its first entry's. Where the entry
 /// is not found, the offset where reading stopped: the reader reports what it finds there.
-fn seek(path: &Path, seg: &Segment, index: &[(u64, u64)], seq: u64) -> Result<u64, StoreError> {
-    if seq <= seg.first {
+fn seek(
+    path: &Path,
+    first: u64,
+    end: u64,
+    index: &[(u64, u64)],
+    seq: u64,
+) -> Result<u64, StoreError> {
+    if seq <= first {
         return Ok(HEADER);
     }
     let (mut at_seq, mut at) = index
         .get(index.partition_point(|&(s, _)| s <= seq).saturating_sub(1))
         .copied()
         .filter(|&(s, _)| s <= seq)
-        .unwrap_or((seg.first, HEADER));
-    let mut cursor = Cursor::open(path, at, seg.end)?;
+        .unwrap_or((first, HEADER));
+    let mut cursor = Cursor::open(path, at, end)?;
     while at_seq < seq {
         match cursor.next()? {
             Some(Ok(read)) if read.seq == at_seq => {
@@ -428,7 +434,6 @@ impl Log {
         }
         let mut state = self.lock();
         let mut buf = Vec::new();
-        let mut at = 0;
         for (key, value) in changes {
             let seq = codec::be_u64("journal key", key)?;
             if seq == 0 {
@@ -467,29 +472,42 @@ impl Log {
                     ),
                 });
             }
-            let len = (ENTRY_HEAD + value.len()) as u64;
-            let full = state
-                .segments
-                .last()
-                .is_none_or(|s| s.end + at as u64 + len > self.segment_bytes && s.first < seq);
-            if full {
-                self.write(&mut state, &buf)?;
-                buf.clear();
-                at = 0;
-                self.start_segment(&mut state, seq)?;
-            }
-            if (seq - state.segments.last().map_or(seq, |s| s.first)).is_multiple_of(INDEX_EVERY) {
-                let last = state.segments.last_mut().expect("a segment was started");
-                let offset = last.end + at as u64;
-                if let Some(index) = &mut last.index {
-                    Arc::make_mut(index).push((seq, offset));
-                }
-            }
-            encode(&mut buf, seq, value);
-            at = buf.len();
-            state.next = seq + 1;
+            self.push(&mut state, &mut buf, seq, value)?;
         }
         self.write(&mut state, &buf)
+    }
+
+    /// Adds entry `seq` to `buf`, the bytes to write at the end of the last file: first
+    /// writes `buf` and starts a new file if there is none, if `seq` does not follow the last
+    /// entry (an import's gap), or if the last file is full (a file takes at least one entry,
+    /// however large).
+    fn push(
+        &self,
+        state: &mut State,
+        buf: &mut Vec<u8>,
+        seq: u64,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let len = (ENTRY_HEAD + value.len()) as u64;
+        let roll = state.segments.last().is_none_or(|s| {
+            seq != state.next
+                || (s.end + buf.len() as u64 + len > self.segment_bytes && s.first < seq)
+        });
+        if roll {
+            self.write(state, buf)?;
+            buf.clear();
+            self.start_segment(state, seq)?;
+        }
+        let last = state.segments.last_mut().expect("a file was started");
+        if (seq - last.first).is_multiple_of(INDEX_EVERY) {
+            let offset = last.end + buf.len() as u64;
+            if let Some(index) = &mut last.index {
+                Arc::make_mut(index).push((seq, offset));
+            }
+        }
+        encode(buf, seq, value);
+        state.next = seq + 1;
+        Ok(())
     }
 
     /// Writes `buf` at the end of the last file and moves its end.
@@ -503,7 +521,7 @@ impl Log {
             .last_mut()
             .expect("an active file has a segment");
         file.write_all_at(buf, last.end)
-            .map_err(io(&self.dir.join(segment_name(last.first))))?;
+            .map_err(io(&self.path(last.first)))?;
         last.end += buf.len() as u64;
         if !state.unsynced.iter().any(|f| Arc::ptr_eq(f, &file)) {
             state.unsynced.push(file);
@@ -551,7 +569,7 @@ impl Log {
         state.segments.push(Segment {
             first,
             end: HEADER,
-            index: Some(Arc::new(vec![(first, HEADER)])),
+            index: Some(Arc::default()),
         });
         Ok(())
     }
@@ -577,28 +595,29 @@ impl Log {
         }
         // The file holding `next`'s place: the last whose first entry is not after it.
         let k = state.segments.partition_point(|s| s.first <= next);
-        let (keep, end) = if k == 0 {
-            // Before every file: none is kept.
-            (0, None)
-        } else if state.segments[k - 1].first == next && k >= 2 {
+        let (keep, end) = match k.checked_sub(1) {
+            // Before every file, or at the first one's start: none is kept.
+            None => (0, None),
+            Some(0) if state.segments[0].first == next => (0, None),
             // `next` starts a file: the one before must end with `seq`.
-            let before = &state.segments[k - 2];
-            let path = self.path(before.first);
-            let walk = walk(&path, before.first, before.end, |_, _| true)?;
-            if walk.next != next {
-                return Err(self.missing(&path, &walk, seq));
+            Some(h) if state.segments[h].first == next => {
+                let before = &state.segments[h - 1];
+                let path = self.path(before.first);
+                let walk = walk(&path, before.first, before.end, |_, _| true)?;
+                if walk.next != next {
+                    return Err(self.missing(&path, &walk, seq));
+                }
+                (h, Some(walk.end))
             }
-            (k - 1, Some(walk.end))
-        } else if state.segments[k - 1].first == next {
-            (0, None)
-        } else {
-            let seg = &state.segments[k - 1];
-            let path = self.path(seg.first);
-            let walk = walk(&path, seg.first, seg.end, |s, _| s < seq)?;
-            if walk.next != next {
-                return Err(self.missing(&path, &walk, seq));
+            Some(h) => {
+                let seg = &state.segments[h];
+                let path = self.path(seg.first);
+                let walk = walk(&path, seg.first, seg.end, |s, _| s < seq)?;
+                if walk.next != next {
+                    return Err(self.missing(&path, &walk, seq));
+                }
+                (h + 1, Some(walk.end))
             }
-            (k, Some(walk.end))
         };
         for seg in state.segments.drain(keep..) {
             let path = self.path(seg.first);
@@ -607,7 +626,7 @@ impl Log {
         }
         state.active = None;
         if let (Some(end), Some(last)) = (end, state.segments.last_mut()) {
-            let path = self.dir.join(segment_name(last.first));
+            let path = self.path(last.first);
             let file = OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -716,18 +735,7 @@ impl Log {
             let mut buf = Vec::new();
             for item in entries {
                 let (seq, value) = item?;
-                let len = (ENTRY_HEAD + value.len()) as u64;
-                let full = state.segments.last().is_none_or(|s| {
-                    seq != state.next || s.end + buf.len() as u64 + len > self.segment_bytes
-                });
-                if full {
-                    self.write(&mut state, &buf)?;
-                    buf.clear();
-                    self.start_segment(&mut state, seq)?;
-                    state.segments.last_mut().expect("started").index = None;
-                }
-                encode(&mut buf, seq, &value);
-                state.next = seq + 1;
+                self.push(&mut state, &mut buf, seq, &value)?;
                 n += 1;
             }
             self.write(&mut state, &buf)?;
@@ -753,7 +761,7 @@ impl Log {
     pub(crate) fn clear(&self) -> Result<(), StoreError> {
         let mut state = self.lock();
         for seg in state.segments.drain(..) {
-            let path = self.dir.join(segment_name(seg.first));
+            let path = self.path(seg.first);
             std::fs::remove_file(&path).map_err(io(&path))?;
         }
         state.active = None;
@@ -818,7 +826,7 @@ impl Log {
                 Some(index) => Arc::clone(index),
                 None => Arc::new(build_index(&old, &seg)?),
             };
-            let from = seek(&old, &seg, &index, anchor)?;
+            let from = seek(&old, seg.first, seg.end, &index, anchor)?;
             let tmp = self.dir.join(format!("{}.tmp", segment_name(anchor)));
             let written = (|| -> std::io::Result<()> {
                 let src = File::open(&old)?;
@@ -898,7 +906,6 @@ impl Log {
             segments: state.segments.iter().map(|s| (s.first, s.end)).collect(),
             from: from.max(Self::first(&state)),
             last: state.next - 1,
-            i: None,
             cursor: None,
             expected: 0,
             done: false,
@@ -913,9 +920,8 @@ pub(crate) struct Entries {
     segments: Vec<(u64, u64)>,
     from: u64,
     last: u64,
-    /// The file being read.
-    i: Option<usize>,
-    cursor: Option<Cursor>,
+    /// The file being read: its place in `segments`, and where in it.
+    cursor: Option<(usize, Cursor)>,
     /// The seq the next entry read must have.
     expected: u64,
     done: bool,
@@ -927,7 +933,7 @@ impl Entries {
             if self.expected > self.last && self.cursor.is_some() {
                 return Ok(None);
             }
-            let Some(cursor) = &mut self.cursor else {
+            let Some((i, cursor)) = &mut self.cursor else {
                 // The first read: the file holding `from`, at its place.
                 if self.from > self.last || self.segments.is_empty() {
                     return Ok(None);
@@ -943,15 +949,9 @@ impl Entries {
                     let Some(index) = self.log.index(first)? else {
                         return Err(self.pruned(first));
                     };
-                    let seg = Segment {
-                        first,
-                        end,
-                        index: None,
-                    };
-                    seek(&self.log.path(first), &seg, &index, self.from)?
+                    seek(&self.log.path(first), first, end, &index, self.from)?
                 };
-                self.cursor = Some(self.open(first, at, end)?);
-                self.i = Some(k);
+                self.cursor = Some((k, self.open(first, at, end)?));
                 self.expected = self.from.max(first);
                 continue;
             };
@@ -967,23 +967,20 @@ impl Entries {
                 }
                 Some(Ok(read)) => {
                     return Err(corrupt(
-                        &cursor.path.clone(),
+                        &cursor.path,
                         format!(
                             "entry {} at byte {at} where {} was expected",
                             read.seq, self.expected
                         ),
                     ))
                 }
-                Some(Err(why)) => {
-                    return Err(corrupt(&cursor.path.clone(), format!("{why} at byte {at}")))
-                }
+                Some(Err(why)) => return Err(corrupt(&cursor.path, format!("{why} at byte {at}"))),
                 None => {
                     // The end of a file: the next one must start with the next entry.
-                    let i = self.i.map_or(0, |i| i + 1);
+                    let i = *i + 1;
                     let Some(&(first, end)) = self.segments.get(i) else {
-                        let path = cursor.path.clone();
                         return Err(corrupt(
-                            &path,
+                            &cursor.path,
                             format!(
                                 "it ends before entry {}, the last one being {}",
                                 self.expected, self.last
@@ -1000,8 +997,7 @@ impl Entries {
                             ),
                         ));
                     }
-                    self.cursor = Some(self.open(first, HEADER, end)?);
-                    self.i = Some(i);
+                    self.cursor = Some((i, self.open(first, HEADER, end)?));
                 }
             }
         }
